@@ -1,0 +1,123 @@
+"""Leaky integrate-and-fire neurons (paper eq. 1-5)."""
+
+import keras
+from keras import ops
+
+from keras_dta import surrogates
+
+
+@keras.saving.register_keras_serializable(package="keras_dta")
+class LIF(keras.layers.Layer):
+    """Multi-step leaky integrate-and-fire neuron with hard reset.
+
+    For each time step t (eq. 1-3):
+
+        u = tau * u + x_t
+        s_t = 1 if u - v_threshold > 0 else 0
+        u = (1 - s_t) * u
+
+    The spike's gradient is the triangular surrogate of eq. 5,
+    `alpha * max(0, 1 - alpha * |u - v_threshold|)`. As in the authors' implementation the
+    gradient also flows through the reset term `(1 - s_t) * u`; it is not detached.
+
+    By default the membrane potential starts at zero on every call (the authors' neuron keeps
+    no state). With `stateful=True` it is kept across calls in a non-trainable variable, like
+    a stateful Keras RNN: feeding a sequence in chunks gives the same spikes as one call on the
+    whole sequence. Call `reset_state()` between independent sequences.
+
+    Args:
+        tau: float in `(0, 1]`, the multiplicative membrane decay.
+        v_threshold: float, the firing threshold `V_th`.
+        alpha: positive float, the surrogate's inverse half-width.
+        stateful: bool, keep the membrane potential between calls. Needs a fixed batch size.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: tensor `(batch, time, ...)`, the input current.
+
+    Returns:
+        Spikes, zeros and ones, with the shape of `inputs`.
+
+    Example:
+
+    >>> lif = keras_dta.layers.LIF()
+    >>> spikes = lif(keras.random.normal((2, 4, 8, 8, 16)))
+
+    Reference:
+        Kim, Kim and Yang, "DTA: Dual Temporal-channel-wise Attention for Spiking Neural
+        Networks", WACV 2025, section 3.1.
+    """
+
+    def __init__(self, tau=0.5, v_threshold=1.0, alpha=1.0, stateful=False, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"`tau` must be in (0, 1]. Received: tau={tau}")
+        if alpha <= 0:
+            raise ValueError(f"`alpha` must be positive. Received: alpha={alpha}")
+        self.tau = float(tau)
+        self.v_threshold = float(v_threshold)
+        self.alpha = float(alpha)
+        self.stateful = bool(stateful)
+        self.membrane = None
+
+    def build(self, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(
+                f"LIF expects inputs of rank >= 3 (batch, time, ...). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if self.stateful:
+            if input_shape[0] is None or any(d is None for d in input_shape[2:]):
+                raise ValueError(
+                    "A stateful LIF needs a fixed batch size and feature shape: pass "
+                    "`batch_size` to `keras.Input` (or `batch_shape`). "
+                    f"Received: input_shape={tuple(input_shape)}"
+                )
+            self.membrane = self.add_weight(
+                shape=(input_shape[0], *input_shape[2:]),
+                initializer="zeros",
+                trainable=False,
+                name="membrane",
+            )
+
+    def reset_state(self):
+        """Sets the membrane potential of a stateful layer back to zero."""
+        if self.membrane is not None:
+            self.membrane.assign(ops.zeros_like(self.membrane))
+
+    def _step(self, u, x):
+        u = self.tau * u + x  # eq. 1
+        s = surrogates.spike(u - self.v_threshold, self.alpha)  # eq. 2, 4
+        return (1.0 - s) * u, s  # eq. 3, hard reset
+
+    def call(self, inputs):
+        if self.stateful:
+            u = ops.cast(self.membrane, inputs.dtype)
+        else:
+            u = ops.zeros_like(inputs[:, 0])
+        if inputs.shape[1] is None:
+            # Unknown length: a scan over time (time-major).
+            u, spikes = ops.scan(self._step, u, ops.moveaxis(inputs, 1, 0))
+            spikes = ops.moveaxis(spikes, 0, 1)
+        else:
+            # Known length: unrolled, so exported graphs hold plain ops (no while loop).
+            steps = []
+            for t in range(inputs.shape[1]):
+                u, s = self._step(u, inputs[:, t])
+                steps.append(s)
+            spikes = ops.stack(steps, axis=1)
+        if self.stateful:
+            self.membrane.assign(ops.cast(u, self.membrane.dtype))
+        return spikes
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "tau": self.tau,
+            "v_threshold": self.v_threshold,
+            "alpha": self.alpha,
+            "stateful": self.stateful,
+        }
