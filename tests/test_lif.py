@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import assert_grad_close, channels_last, load_fixture, vjp
+from keras_dta.layers import LIF
+
+
+def numpy_lif(x, tau=0.5, v_threshold=1.0):
+    """Independent reference of eq. 1-3 over axis 1."""
+    u = np.zeros_like(x[:, 0])
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[1]):
+        u = tau * u + x[:, t]
+        s = (u - v_threshold > 0).astype(x.dtype)
+        u = (1 - s) * u
+        spikes[:, t] = s
+    return spikes
+
+
+def test_lif_matches_reference_fixture():
+    f = load_fixture("lif.npz")
+    layer = LIF(tau=float(f["tau"]), v_threshold=float(f["threshold"]), alpha=1.0 / float(f["gamma"]))
+    x = channels_last(f["x"])
+    spikes, (x_grad,), _ = vjp(layer, x, channels_last(f["upstream_grad"]))
+    np.testing.assert_allclose(spikes, channels_last(f["spikes"]), atol=1e-5)
+    assert_grad_close(x_grad, channels_last(f["x_grad"]))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (2, 4, 3, 6), (2, 3, 4, 4, 5)])
+@pytest.mark.parametrize("tau,v_threshold", [(0.5, 1.0), (0.25, 0.5), (1.0, 2.0)])
+def test_lif_matches_numpy(shape, tau, v_threshold):
+    x = np.random.default_rng(0).normal(0.8, 1.0, shape).astype("float32")
+    out = keras.ops.convert_to_numpy(LIF(tau=tau, v_threshold=v_threshold)(x))
+    assert out.shape == shape
+    np.testing.assert_array_equal(out, numpy_lif(x, tau, v_threshold))
+
+
+def test_lif_unknown_time_length_uses_scan():
+    x = np.random.default_rng(1).normal(0.8, 1.0, (2, 7, 3)).astype("float32")
+    inputs = keras.Input((None, 3))
+    model = keras.Model(inputs, LIF()(inputs))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), numpy_lif(x))
+
+
+def test_lif_gradient_flows_through_reset():
+    # One neuron that fires at t = 0: with the reset term attached, the gradient of the
+    # spike at t = 1 reaches x_0 through u_0 * (1 - s_0).
+    x = np.array([[[1.2], [0.5]]], "float32")
+    upstream = np.array([[[0.0], [1.0]]], "float32")
+    _, (grad,), _ = vjp(LIF(), x, upstream)
+    # u0 = 1.2 fires; u1 = 0.5 * (1 - s0) * u0 + x1 = 0.5, ds1/du1 = max(0, 1 - |0.5 - 1|) = 0.5.
+    # du1/dx0 = 0.5 * ((1 - s0) - u0 * ds0/du0) = 0.5 * (0 - 1.2 * 0.8) = -0.48.
+    np.testing.assert_allclose(grad[0, :, 0], [0.5 * -0.48, 0.5], atol=1e-6)
+
+
+def test_stateful_chunks_equal_whole_sequence_and_reset():
+    x = np.random.default_rng(2).normal(0.8, 1.0, (2, 6, 4, 3)).astype("float32")
+    whole = keras.ops.convert_to_numpy(LIF()(x))
+    inputs = keras.Input((None, 4, 3), batch_size=2)
+    layer = LIF(stateful=True)
+    model = keras.Model(inputs, layer(inputs))
+    chunks = [model.predict(x[:, t : t + 2], verbose=0) for t in (0, 2, 4)]
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
+    assert np.any(keras.ops.convert_to_numpy(layer.membrane) != 0)
+    layer.reset_state()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.membrane), 0)
+    np.testing.assert_array_equal(model.predict(x[:, :2], verbose=0), whole[:, :2])
+
+
+def test_stateful_needs_fixed_batch_size():
+    with pytest.raises(ValueError, match="batch_size"):
+        LIF(stateful=True)(keras.Input((3, 4)))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"tau": 0.0}, "tau=0.0"), ({"tau": 1.5}, "tau=1.5"), ({"alpha": 0.0}, "alpha=0.0"), ({"alpha": -2.0}, "alpha=-2.0")],
+)
+def test_lif_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LIF(**kwargs)
+
+
+def test_lif_rejects_rank2_input():
+    with pytest.raises(ValueError, match="rank"):
+        LIF()(np.zeros((2, 3), "float32"))
+
+
+def test_lif_config_round_trip():
+    layer = LIF(tau=0.25, v_threshold=0.5, alpha=2.0, stateful=True, name="n")
+    clone = LIF.from_config(layer.get_config())
+    assert (clone.tau, clone.v_threshold, clone.alpha, clone.stateful, clone.name) == (0.25, 0.5, 2.0, True, "n")
