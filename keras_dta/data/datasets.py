@@ -1,0 +1,501 @@
+"""Datasets for training DTA-SNNs, and the registry the trainer looks them up in.
+
+Each dataset is an object with:
+
+- `name`, `num_classes`, `eval_split` (the split reported as "test"),
+- `preset`: the training recipe (paper Table 4) as a dict of `TrainConfig`
+  fields,
+- `input_shape(T)`: the model's per-example input shape (rank 3 for static
+  images, which the model repeats T times; rank 4 `(T, H, W, C)` for events),
+- `num_examples(split, data_dir=None, T=None)`,
+- `load(split, *, batch_size, training, data_dir=None, seed=None, T=None,
+  label_smoothing=0.0)`: a batched `tf.data.Dataset` of
+  `(inputs, one-hot float labels (batch, classes))`, finite (one pass).
+
+`register_dataset(name, factory)` adds one; the factory is called on first use,
+so a dataset whose module is heavy or optional (`cifar10_dvs`) is imported only
+when it is asked for.
+"""
+
+import os
+
+from keras_dta.data import mixing
+
+_REGISTRY = {}
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+
+
+def register_dataset(name, factory):
+    """Registers `factory()` (returning a dataset object) under `name`."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Dataset names are non-empty strings. Received: name={name!r}")
+    _REGISTRY[name] = factory
+
+
+def available_datasets():
+    """Names of the registered datasets, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_dataset(name):
+    """Returns the dataset object registered as `name`."""
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown dataset. Expected one of {available_datasets()}. "
+            f"Received: dataset={name!r}"
+        )
+    return _REGISTRY[name]()
+
+
+def _one_hot(labels, num_classes, label_smoothing):
+    import tensorflow as tf
+
+    y = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return y
+
+
+def _finish(ds, *, batch_size, training, seed, mix_fn=None):
+    """Batches, applies a batch-level `mix_fn` when training, prefetches."""
+    import tensorflow as tf
+
+    # Training batches are full so that every replica gets the same shape;
+    # evaluation keeps the last partial batch so every example counts.
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if training and mix_fn is not None:
+        ds = ds.map(mix_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Files of tfds splits are few; shard by element under multi-worker.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    options.deterministic = seed is not None
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+class Digits:
+    """scikit-learn's 8x8 handwritten digits, a small offline dataset.
+
+    1,797 grayscale images of 10 classes, split once, stratified, with a fixed
+    seed into 80% train / 20% test. Pixels are scaled from [0, 16] to [0, 1].
+    Training adds a random shift of up to one pixel (zero padding).
+
+    Args:
+        image_size: side of the (square) model input; images are resized
+            bilinearly when it is not 8.
+        test_fraction: fraction of the examples held out for the test split.
+        split_seed: seed of the stratified split.
+    """
+
+    name = "digits"
+    num_classes = 10
+    eval_split = "test"
+    preset = {
+        "model": "ms_resnet18",
+        # Small enough to train to >= 95% test accuracy in a few minutes on two
+        # CPU cores; the paper's sizes stay the defaults of the other presets.
+        "model_kwargs": {
+            "stem_filters": 16,
+            "stage_filters": [32, 64, 128],
+            "stage_blocks": [1, 1, 1],
+            "stage_strides": [1, 2, 2],
+        },
+        "T": 2,
+        "batch_size": 32,
+        "epochs": 12,
+        "learning_rate": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 5e-5,
+        "label_smoothing": 0.0,
+    }
+
+    def __init__(self, image_size=8, test_fraction=0.2, split_seed=0):
+        self.image_size = image_size
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self._arrays = None
+
+    def input_shape(self, T=None):
+        return (self.image_size, self.image_size, 1)
+
+    def _splits(self):
+        if self._arrays is None:
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
+
+            digits = load_digits()
+            images = (digits.images / 16.0).astype("float32")[..., None]
+            x_train, x_test, y_train, y_test = train_test_split(
+                images,
+                digits.target,
+                test_size=self.test_fraction,
+                stratify=digits.target,
+                random_state=self.split_seed,
+            )
+            self._arrays = {"train": (x_train, y_train), "test": (x_test, y_test)}
+        return self._arrays
+
+    def _check_split(self, split):
+        if split not in ("train", "test"):
+            raise ValueError(
+                f"Unknown split for digits. Expected 'train' or 'test'. Received: split={split!r}"
+            )
+
+    def num_examples(self, split, data_dir=None, T=None):
+        self._check_split(split)
+        return len(self._splits()[split][1])
+
+    def load(
+        self,
+        split,
+        *,
+        batch_size,
+        training,
+        data_dir=None,
+        seed=None,
+        T=None,
+        label_smoothing=0.0,
+    ):
+        import tensorflow as tf
+
+        self._check_split(split)
+        x, y = self._splits()[split]
+        ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int64")))
+        if training:
+            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        size = self.image_size
+
+        def prepare(image, label):
+            if training:
+                image = tf.pad(image, [[1, 1], [1, 1], [0, 0]])
+                image = tf.image.random_crop(image, [8, 8, 1], seed=seed)
+            if size != 8:
+                image = tf.image.resize(image, (size, size))
+            return image, _one_hot(label, self.num_classes, label_smoothing)
+
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        return _finish(ds, batch_size=batch_size, training=training, seed=seed)
+
+
+class TfdsImages:
+    """An image-classification dataset from tensorflow-datasets.
+
+    CIFAR (32x32): training takes a random 32x32 crop of the image padded by 4
+    zero pixels, a horizontal flip and per-channel normalisation, then CutMix
+    (Beta(1, 1), probability 0.5 drawn per batch) on the batch. Evaluation only
+    normalises.
+
+    ImageNet: training takes a random resized crop (area 8%-100%, aspect ratio
+    3/4-4/3) to 224 and a flip; evaluation resizes the shorter side to 256 and
+    takes the central 224x224; both normalise with the ImageNet constants.
+
+    Args:
+        name: the registry name.
+        tfds_name: the tensorflow-datasets name.
+        num_classes: number of classes.
+        mean, std: per-channel normalisation constants for [0, 1] pixels.
+        split_sizes: examples per split (the tfds metadata is not available
+            under `tfds.testing.mock_data`, so the sizes are stated here).
+        preset: the training recipe.
+        imagenet: use the ImageNet pipeline rather than the CIFAR one.
+        cutmix: apply CutMix to training batches.
+    """
+
+    def __init__(
+        self,
+        name,
+        tfds_name,
+        num_classes,
+        mean,
+        std,
+        split_sizes,
+        preset,
+        eval_split="test",
+        imagenet=False,
+        cutmix=True,
+    ):
+        self.name = name
+        self.tfds_name = tfds_name
+        self.num_classes = num_classes
+        self.mean = mean
+        self.std = std
+        self.split_sizes = dict(split_sizes)
+        self.preset = preset
+        self.eval_split = eval_split
+        self.imagenet = imagenet
+        self.cutmix = cutmix
+
+    def input_shape(self, T=None):
+        return (224, 224, 3) if self.imagenet else (32, 32, 3)
+
+    def num_examples(self, split, data_dir=None, T=None):
+        if split not in self.split_sizes:
+            raise ValueError(
+                f"Unknown split for {self.name}. Expected one of "
+                f"{sorted(self.split_sizes)}. Received: split={split!r}"
+            )
+        return self.split_sizes[split]
+
+    def _check_imagenet_files(self, data_dir):
+        """Fails early, saying where the manual download goes, if it is missing."""
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(self.tfds_name, data_dir=data_dir)
+        if builder.is_prepared():
+            return
+        manual_dir = os.path.join(str(builder.data_dir_root), "downloads", "manual")
+        missing = [
+            f for f in _IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
+        ]
+        if missing:
+            raise FileNotFoundError(
+                "ImageNet (imagenet2012) cannot be downloaded automatically: get "
+                f"{', '.join(_IMAGENET_MANUAL_FILES)} from https://image-net.org/ "
+                f"and put them in {manual_dir}/ (that is, <data_dir>/downloads/manual/), "
+                f"then rerun; tensorflow-datasets prepares the data on first use. "
+                f"Missing: {missing}. Received: data_dir={data_dir!r}"
+            )
+
+    def load(
+        self,
+        split,
+        *,
+        batch_size,
+        training,
+        data_dir=None,
+        seed=None,
+        T=None,
+        label_smoothing=0.0,
+    ):
+        import keras
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        self.num_examples(split)  # validates the split
+        if self.imagenet:
+            self._check_imagenet_files(data_dir)
+        read_config = tfds.ReadConfig(shuffle_seed=seed)
+        ds = tfds.load(
+            self.tfds_name,
+            split=split,
+            data_dir=data_dir,
+            as_supervised=True,
+            shuffle_files=training,
+            read_config=read_config,
+        )
+        if training:
+            buffer = 10_000 if self.imagenet else 50_000
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+        mean = tf.constant(self.mean, tf.float32)
+        std = tf.constant(self.std, tf.float32)
+        # keras.layers.RandomCrop draws one offset per call, so on a batch every
+        # image would get the same crop; it is applied per example instead.
+        crop = keras.layers.RandomCrop(32, 32, seed=seed)
+        flip = keras.layers.RandomFlip("horizontal", seed=seed)
+
+        def prepare_cifar(image, label):
+            image = tf.cast(image, tf.float32) / 255.0
+            if training:
+                image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+                image = flip(crop(image))
+            image = (image - mean) / std
+            return image, _one_hot(label, self.num_classes, label_smoothing)
+
+        def prepare_imagenet(image, label):
+            if training:
+                image = _random_resized_crop(image, 224, seed)
+                image = flip(image)
+            else:
+                image = _resize_center_crop(image, 256, 224)
+            image = (image / 255.0 - mean) / std
+            return image, _one_hot(label, self.num_classes, label_smoothing)
+
+        prepare = prepare_imagenet if self.imagenet else prepare_cifar
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        mix_fn = None
+        if self.cutmix:
+            # The reference draws CutMix's coin once per epoch; mix_batch draws
+            # it per batch.
+            def mix_fn(x, y):
+                return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5)
+
+        return _finish(ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn)
+
+
+def _random_resized_crop(image, size, seed):
+    """Inception-style crop: area 8%-100%, aspect 3/4-4/3, resized to `size`."""
+    import tensorflow as tf
+
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.zeros([1, 0, 4]),
+        min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+        seed=seed or 0,
+    )
+    image = tf.slice(image, begin, crop_size)
+    image = tf.image.resize(image, (size, size))
+    return tf.cast(image, tf.float32)
+
+
+def _resize_center_crop(image, resize, crop):
+    """Resizes the shorter side to `resize`, then takes the central `crop` square."""
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = resize / tf.reduce_min(shape)
+    new_shape = tf.cast(tf.round(shape * scale), tf.int32)
+    image = tf.image.resize(image, new_shape)
+    top = (new_shape[0] - crop) // 2
+    left = (new_shape[1] - crop) // 2
+    image = image[top : top + crop, left : left + crop]
+    image.set_shape([crop, crop, 3])
+    return tf.cast(image, tf.float32)
+
+
+class Cifar10DVS:
+    """CIFAR10-DVS event frames from `keras_dta.data.cifar10_dvs` (imported lazily).
+
+    The raw recordings are read from `data_dir` (see that module); there is no
+    download. Augmentation, MixUp/CutMix and label smoothing are that loader's.
+    """
+
+    name = "cifar10_dvs"
+    num_classes = 10
+    eval_split = "test"
+    image_size = 48
+    preset = {
+        "model": "ms_resnet18",
+        "model_kwargs": {},
+        "T": 10,
+        "batch_size": 64,
+        "epochs": 1000,
+        "learning_rate": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.1,
+    }
+
+    @staticmethod
+    def _module():
+        from keras_dta.data import cifar10_dvs
+
+        return cifar10_dvs
+
+    @staticmethod
+    def _check_data_dir(data_dir):
+        if not data_dir:
+            raise ValueError(
+                "cifar10_dvs reads the raw recordings from a directory: pass "
+                f"--data_dir. Received: data_dir={data_dir!r}"
+            )
+
+    def input_shape(self, T=None):
+        return tuple(self._module().input_shape(T or self.preset["T"], self.image_size))
+
+    def num_examples(self, split, data_dir=None, T=None):
+        self._check_data_dir(data_dir)
+        return self._module().num_examples(
+            data_dir, split, T=T or self.preset["T"], image_size=self.image_size
+        )
+
+    def load(
+        self,
+        split,
+        *,
+        batch_size,
+        training,
+        data_dir=None,
+        seed=None,
+        T=None,
+        label_smoothing=0.0,
+    ):
+        self._check_data_dir(data_dir)
+        return self._module().load(
+            data_dir,
+            split,
+            T=T or self.preset["T"],
+            image_size=self.image_size,
+            batch_size=batch_size,
+            training=training,
+            seed=seed,
+            label_smoothing=label_smoothing,
+        )
+
+
+_CIFAR_PRESET = {
+    "model": "ms_resnet18",
+    "model_kwargs": {},
+    "T": 6,
+    "batch_size": 64,
+    "epochs": 250,
+    "learning_rate": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-5,
+    "label_smoothing": 0.0,
+}
+
+register_dataset("digits", Digits)
+register_dataset(
+    "cifar10",
+    lambda: TfdsImages(
+        "cifar10",
+        "cifar10",
+        10,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        {"train": 50_000, "test": 10_000},
+        dict(_CIFAR_PRESET),
+    ),
+)
+register_dataset(
+    "cifar100",
+    lambda: TfdsImages(
+        "cifar100",
+        "cifar100",
+        100,
+        CIFAR100_MEAN,
+        CIFAR100_STD,
+        {"train": 50_000, "test": 10_000},
+        dict(_CIFAR_PRESET),
+    ),
+)
+register_dataset(
+    "imagenet2012",
+    lambda: TfdsImages(
+        "imagenet2012",
+        "imagenet2012",
+        1000,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        {"train": 1_281_167, "validation": 50_000},
+        {
+            "model": "ms_resnet34",
+            "model_kwargs": {},
+            "T": 4,
+            "batch_size": 128,
+            "epochs": 200,
+            "learning_rate": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 1e-5,
+            "label_smoothing": 0.0,
+        },
+        eval_split="validation",
+        imagenet=True,
+        cutmix=False,
+    ),
+)
+register_dataset("cifar10_dvs", Cifar10DVS)

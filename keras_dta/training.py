@@ -1,0 +1,940 @@
+"""Training DTA-SNNs: the recipe of the paper (Table 4) on Keras 3 / TensorFlow.
+
+`train(config)` builds the dataset, the model, the optimizer and the callbacks
+from a `TrainConfig`, runs `model.fit`, and leaves a run directory:
+
+```
+model_dir/
+  config.json       the configuration (refuses a different one without overwrite)
+  history.csv       per-epoch metrics (appended across restarts)
+  logs/             TensorBoard
+  best.keras        the model with the best test accuracy so far (best.json: which)
+  last.keras        the model after the last finished epoch
+  saved_model/      a TF SavedModel of the best model (mean-over-time logits)
+  results.json      written when the run is complete
+  backup/           BackupAndRestore state while the run is in progress
+```
+
+Recipe: SGD with momentum and weight decay coupled as in `torch.optim.SGD`
+(`CoupledSGD`), cosine decay from the learning rate to 0 over the whole run,
+cross-entropy on the mean over time of the logits (or TET, `loss="tet"`).
+The learning rate is scaled linearly with the global batch size:
+`lr = learning_rate * batch_size / base_batch_size`, where `base_batch_size`
+is the preset's batch size.
+
+A run killed at any point and restarted with the same configuration resumes
+from its last backup, and ends with the same number of epochs, optimizer
+iterations and learning-rate schedule as an uninterrupted run.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+
+import keras
+from keras import ops
+
+from keras_dta.data import datasets
+
+logger = logging.getLogger(__name__)
+
+ATTN_KINDS = ("dta", "txa", "tna", "none")
+LOSSES = ("ce", "tet")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTE_KINDS = ("auto", "none", "mirrored", "multi_worker")
+
+# Keys that say how a run is executed rather than what it computes: a run
+# directory may be resumed with them changed.
+_EXECUTION_KEYS = ("model_dir", "data_dir", "overwrite", "jit_compile", "distribute")
+
+_RUN_FILES = (
+    "results.json",
+    "best.keras",
+    "best.json",
+    "last.keras",
+    "history.csv",
+)
+_RUN_DIRS = ("logs", "backup", "saved_model")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Build one with `make_config`, which fills the dataset's preset in.
+
+    Attributes:
+        dataset: a name from `keras_dta.data.datasets.available_datasets()`.
+        model: model function in `keras_dta.models` (`"ms_resnet18"`, ...).
+        model_kwargs: extra keyword arguments of the model function (widths,
+            depths); the paper's sizes when empty.
+        T: number of time steps.
+        attn: attention kind, one of `ATTN_KINDS`.
+        epochs: number of epochs.
+        batch_size: global batch size (over all replicas and workers).
+        base_batch_size: the batch size `learning_rate` is given for (the
+            preset's); the learning rate is scaled by `batch_size / base_batch_size`.
+        learning_rate: initial learning rate at `base_batch_size`.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay, coupled as in `torch.optim.SGD`.
+        label_smoothing: label smoothing of the training labels.
+        loss: `"ce"` (cross-entropy on the mean over time of the logits) or
+            `"tet"` (mean over time of the per-step cross-entropies).
+        model_dir: run directory.
+        data_dir: dataset directory (tfds `data_dir`, or the raw CIFAR10-DVS
+            recordings); `None` for the tfds default.
+        steps_per_epoch: training steps per epoch; `None` for one pass over
+            the training split.
+        eval_steps: evaluation steps; `None` for the whole test split.
+        backup_freq: `"epoch"` or a number of steps between backups.
+        mixed_precision: dtype policy, one of `PRECISIONS`.
+        jit_compile: compile the train step with XLA.
+        distribute: one of `DISTRIBUTE_KINDS`.
+        seed: random seed.
+        overwrite: replace a run of another configuration in `model_dir`, or
+            retrain a finished one.
+    """
+
+    dataset: str = "digits"
+    model: str = None
+    model_kwargs: dict = None
+    T: int = None
+    attn: str = "dta"
+    epochs: int = None
+    batch_size: int = None
+    base_batch_size: int = None
+    learning_rate: float = None
+    momentum: float = None
+    weight_decay: float = None
+    label_smoothing: float = None
+    loss: str = "ce"
+    model_dir: str = None
+    data_dir: str = None
+    steps_per_epoch: int = None
+    eval_steps: int = None
+    backup_freq: object = "epoch"
+    mixed_precision: str = "float32"
+    jit_compile: bool = True
+    distribute: str = "auto"
+    seed: int = 0
+    overwrite: bool = False
+
+    @property
+    def scaled_learning_rate(self):
+        """The peak learning rate: `learning_rate * batch_size / base_batch_size`."""
+        return self.learning_rate * self.batch_size / self.base_batch_size
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+    def validate(self):
+        """Raises `ValueError` naming the first bad field."""
+        if self.dataset not in datasets.available_datasets():
+            raise ValueError(
+                f"Unknown dataset. Expected one of {datasets.available_datasets()}. "
+                f"Received: dataset={self.dataset!r}"
+            )
+        for name in ("T", "epochs", "batch_size", "base_batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("steps_per_epoch", "eval_steps", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_positive_int(name, value, minimum=0 if name == "seed" else 1)
+        if self.backup_freq != "epoch":
+            _check_positive_int("backup_freq", self.backup_freq)
+        for name, lo, hi in (
+            ("learning_rate", 0.0, None),
+            ("momentum", None, 1.0),
+            ("weight_decay", None, None),
+            ("label_smoothing", None, 1.0),
+        ):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and value >= 0
+            ok = ok and (lo is None or value > lo) and (hi is None or value < hi)
+            if not ok:
+                bounds = {
+                    "learning_rate": "a number > 0",
+                    "momentum": "a number in [0, 1)",
+                    "weight_decay": "a number >= 0",
+                    "label_smoothing": "a number in [0, 1)",
+                }[name]
+                raise ValueError(f"`{name}` must be {bounds}. Received: {name}={value!r}")
+        for name, choices in (
+            ("attn", ATTN_KINDS),
+            ("loss", LOSSES),
+            ("mixed_precision", PRECISIONS),
+            ("distribute", DISTRIBUTE_KINDS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"Unknown {name}. Expected one of {list(choices)}. "
+                    f"Received: {name}={getattr(self, name)!r}"
+                )
+        if self.model not in ("ms_resnet18", "ms_resnet34"):
+            raise ValueError(
+                "Unknown model. Expected 'ms_resnet18' or 'ms_resnet34'. "
+                f"Received: model={self.model!r}"
+            )
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(
+                f"`model_kwargs` must be a dict. Received: model_kwargs={self.model_kwargs!r}"
+            )
+        if not isinstance(self.model_dir, str) or not self.model_dir:
+            raise ValueError(
+                f"`model_dir` must be a non-empty path. Received: model_dir={self.model_dir!r}"
+            )
+        for name in ("jit_compile", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
+                )
+        return self
+
+
+def _check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+
+
+def make_config(dataset="digits", **overrides):
+    """A `TrainConfig` for `dataset`: its preset, then `overrides` (None = preset).
+
+    Args:
+        dataset: a registered dataset name.
+        **overrides: `TrainConfig` fields; a value of `None` keeps the preset's.
+
+    Returns:
+        An unvalidated `TrainConfig` (call `.validate()`).
+    """
+    spec = datasets.get_dataset(dataset)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"Unknown configuration fields. Received: {unknown}")
+    values = {"dataset": dataset, "model_dir": os.path.join("runs", dataset)}
+    values.update(
+        {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.preset.items()}
+    )
+    values["base_batch_size"] = spec.preset["batch_size"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
+
+
+# ---------------------------------------------------------------------------
+# Optimizer, losses, metrics
+# ---------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="keras_dta")
+class CoupledSGD(keras.optimizers.SGD):
+    """SGD with momentum and L2 weight decay exactly as `torch.optim.SGD` does it.
+
+    For each variable `w` with gradient `g`, learning rate `lr`, momentum `mu`
+    and weight decay `wd` (PyTorch's defaults: no dampening, no Nesterov):
+
+    ```
+    g = g + wd * w          # coupled L2: added to the gradient, before momentum
+    b = mu * b + g          # b starts at 0, so the first step has b = g
+    w = w - lr * b
+    ```
+
+    Keras's `weight_decay` argument is decoupled (`w -= lr * wd * w` apart from
+    the gradient), and Keras's SGD keeps the momentum buffer already multiplied
+    by the learning rate, which differs from PyTorch while the learning rate
+    changes (cosine decay). The reference trains with `torch.optim.SGD`, so
+    this optimizer keeps PyTorch's buffer.
+
+    Args:
+        learning_rate: float or a `keras.optimizers.schedules` schedule.
+        momentum: momentum `mu` in [0, 1).
+        l2_weight_decay: coupled weight decay `wd` >= 0, applied to every
+            trainable variable (as the reference does).
+        nesterov: PyTorch's Nesterov variant (`g = g + mu * b`).
+        **kwargs: other `keras.optimizers.Optimizer` arguments; its decoupled
+            `weight_decay` is refused to avoid applying decay twice.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        momentum=0.0,
+        l2_weight_decay=0.0,
+        nesterov=False,
+        name="coupled_sgd",
+        **kwargs,
+    ):
+        if kwargs.get("weight_decay"):
+            raise ValueError(
+                "CoupledSGD applies `l2_weight_decay` itself; do not also pass the "
+                f"decoupled `weight_decay`. Received: weight_decay={kwargs['weight_decay']!r}"
+            )
+        kwargs.pop("weight_decay", None)
+        super().__init__(
+            learning_rate=learning_rate,
+            momentum=float(momentum),
+            nesterov=nesterov,
+            name=name,
+            **kwargs,
+        )
+        if not isinstance(l2_weight_decay, (int, float)) or l2_weight_decay < 0:
+            raise ValueError(
+                "`l2_weight_decay` must be a number >= 0. "
+                f"Received: l2_weight_decay={l2_weight_decay!r}"
+            )
+        self.l2_weight_decay = float(l2_weight_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self.l2_weight_decay:
+            decay = ops.cast(self.l2_weight_decay, variable.dtype)
+            gradient = ops.add(gradient, ops.multiply(decay, variable))
+        if self.momentum != 0:
+            momentum = ops.cast(self.momentum, variable.dtype)
+            buf = self.momentums[self._get_variable_index(variable)]
+            self.assign(buf, ops.add(ops.multiply(momentum, buf), gradient))
+            if self.nesterov:
+                gradient = ops.add(gradient, ops.multiply(momentum, buf))
+            else:
+                gradient = buf
+        self.assign_sub(variable, ops.multiply(learning_rate, gradient))
+
+    def get_config(self):
+        config = super().get_config()
+        config["l2_weight_decay"] = self.l2_weight_decay
+        config.pop("weight_decay", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_dta")
+class TETLoss(keras.losses.Loss):
+    """TET loss: the mean over time of the cross-entropy of each step's logits.
+
+    `y_pred` is `(batch, time, classes)` logits, `y_true` one-hot or soft
+    `(batch, classes)` labels (Deng et al., "Temporal Efficient Training of
+    Spiking Neural Network via Gradient Re-weighting", ICLR 2022, without its
+    MSE regulariser).
+    """
+
+    def __init__(self, name="tet_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        steps = ops.shape(y_pred)[1]
+        y_true = ops.repeat(ops.expand_dims(y_true, 1), steps, axis=1)
+        per_step = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True)
+        return ops.mean(per_step, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="keras_dta")
+class MeanOverTimeAccuracy(keras.metrics.CategoricalAccuracy):
+    """Categorical accuracy of the mean over time when `y_pred` has a time axis."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_pred.shape) == 3:
+            y_pred = ops.mean(y_pred, axis=1)
+        return super().update_state(y_true, y_pred, sample_weight=sample_weight)
+
+
+def make_loss(kind):
+    """The training loss: `"ce"` on mean-over-time logits or `"tet"`."""
+    if kind == "ce":
+        # Labels come soft (CutMix, smoothing); from_logits as the model
+        # outputs logits.
+        return keras.losses.CategoricalCrossentropy(from_logits=True)
+    if kind == "tet":
+        return TETLoss()
+    raise ValueError(f"Unknown loss. Expected one of {list(LOSSES)}. Received: loss={kind!r}")
+
+
+def make_optimizer(config, steps_per_epoch):
+    """`CoupledSGD` with cosine decay from the scaled learning rate to 0."""
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.scaled_learning_rate,
+        decay_steps=config.epochs * steps_per_epoch,
+        alpha=0.0,
+    )
+    return CoupledSGD(
+        learning_rate=schedule,
+        momentum=config.momentum,
+        l2_weight_decay=config.weight_decay,
+    )
+
+
+def build_model(config, spec=None):
+    """The model of `config` for its dataset (logits; per step for TET)."""
+    from keras_dta import models
+
+    spec = spec or datasets.get_dataset(config.dataset)
+    model_fn = getattr(models, config.model)
+    return model_fn(
+        attn=config.attn,
+        T=config.T,
+        num_classes=spec.num_classes,
+        input_shape=spec.input_shape(config.T),
+        return_sequences=config.loss == "tet",
+        **config.model_kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Distribution
+# ---------------------------------------------------------------------------
+
+
+def _cluster_task():
+    """(task_type, task_index, is_chief) from TF_CONFIG; a single worker is chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    cluster = tf_config.get("cluster") or {}
+    task_type, index = task.get("type"), int(task.get("index", 0))
+    if task_type is None:
+        return None, 0, True
+    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
+    return task_type, index, is_chief
+
+
+def make_strategy(kind):
+    """A `tf.distribute` strategy.
+
+    Args:
+        kind: `"auto"`: `MirroredStrategy` over all visible GPUs when there are
+            2 or more, else the default strategy; `"none"`: the default
+            strategy; `"mirrored"`: `MirroredStrategy` over all GPUs, or over
+            all logical CPU devices when there is no GPU; `"multi_worker"`:
+            `MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
+            environment variable.
+    """
+    import tensorflow as tf
+
+    if kind not in DISTRIBUTE_KINDS:
+        raise ValueError(
+            f"Unknown distribute. Expected one of {list(DISTRIBUTE_KINDS)}. "
+            f"Received: distribute={kind!r}"
+        )
+    if kind == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError(
+                "distribute='multi_worker' needs the TF_CONFIG environment variable "
+                "(cluster and task) on every worker. Received: TF_CONFIG unset"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if kind == "none" or (kind == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy()
+    devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _resolve_jit_compile(jit_compile, strategy):
+    import tensorflow as tf
+
+    if not jit_compile:
+        return False
+    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+        # XLA-compiled steps under MirroredStrategy on (logical) CPU devices
+        # fail in this TensorFlow; run them without XLA rather than crash.
+        logger.warning(
+            "jit_compile=True is not supported with %d replicas on CPU devices; "
+            "training without XLA (jit_compile=False).",
+            strategy.num_replicas_in_sync,
+        )
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Run directory
+# ---------------------------------------------------------------------------
+
+
+def _atomic_write_text(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _atomic_write_json(path, value):
+    _atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_save_model(model, path):
+    """`model.save(path)` through a temporary file, so `path` is never half-written."""
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _comparable(config_dict):
+    return {k: v for k, v in config_dict.items() if k not in _EXECUTION_KEYS}
+
+
+def prepare_run_dir(config):
+    """Creates `config.model_dir`, checks it against an earlier run, writes config.json.
+
+    - Empty or new directory: a new run.
+    - The same configuration (up to `model_dir`, `data_dir`, `jit_compile`,
+      `distribute`, `overwrite`): resumes; if that run finished, returns
+      `"complete"` unless `overwrite`, which retrains it from scratch.
+    - Another configuration: `ValueError` unless `overwrite`, which deletes
+      that run's files (only the files a run writes) and starts anew.
+
+    Returns:
+        `"new"`, `"resume"` or `"complete"`.
+    """
+    model_dir = config.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "config.json")
+    status = "new"
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        new = json.loads(json.dumps(config.to_dict()))  # tuples -> lists
+        diff = {
+            k: (old.get(k), new.get(k))
+            for k in sorted(set(_comparable(old)) | set(_comparable(new)))
+            if old.get(k) != new.get(k)
+        }
+        finished = os.path.exists(os.path.join(model_dir, "results.json"))
+        if diff and not config.overwrite:
+            details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{model_dir} holds a run with another configuration ({details}). "
+                "Pass --overwrite to replace it, or choose another --model_dir. "
+                f"Received: model_dir={model_dir!r}"
+            )
+        if diff or (finished and config.overwrite):
+            logger.warning("Overwriting the run in %s.", model_dir)
+            _clear_run_dir(model_dir)
+        elif finished:
+            status = "complete"
+        else:
+            status = "resume"
+    _atomic_write_json(path, config.to_dict())
+    return status
+
+
+def _clear_run_dir(model_dir):
+    for name in _RUN_FILES:
+        p = os.path.join(model_dir, name)
+        if os.path.exists(p):
+            os.remove(p)
+    for name in _RUN_DIRS:
+        p = os.path.join(model_dir, name)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+
+
+# ---------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `NonFiniteLossError` at the first batch whose loss is NaN or inf.
+
+    Raising (rather than `stop_training`, as `keras.callbacks.TerminateOnNaN`
+    does) skips the end-of-training hooks, so no callback writes the broken
+    weights and the backup and the best and last models stay as they were.
+    It must come before the checkpointing callbacks.
+    """
+
+    def __init__(self, model_dir=None):
+        super().__init__()
+        self.model_dir = model_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if not math.isfinite(loss):
+            step = int(self.model.optimizer.iterations)
+            raise NonFiniteLossError(
+                f"The training loss became {loss} at step {step} (epoch {self._epoch + 1}, "
+                f"batch {batch + 1}). Training stopped; the last good backup and "
+                f"models in {self.model_dir} are kept. Try a lower --learning_rate "
+                "or check the data."
+            )
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that also resumes in the middle of an epoch.
+
+    Keras restarts an interrupted epoch from its first batch, so with a step
+    `save_freq` the optimizer would run more steps than an uninterrupted run.
+    Here the epoch to resume is derived from the restored optimizer iterations
+    (`iterations // steps_per_epoch`), and `train` runs the rest of a partial
+    epoch first. The state at every epoch end is saved too, so the backup is
+    never older than the last finished epoch. The backup is kept when training
+    ends (`train` deletes it once the run is complete).
+    """
+
+    def __init__(self, backup_dir, steps_per_epoch, save_freq="epoch"):
+        super().__init__(
+            backup_dir, save_freq=save_freq, double_checkpoint=True, delete_checkpoint=False
+        )
+        self.steps_per_epoch = steps_per_epoch
+
+    @property
+    def exists(self):
+        return os.path.exists(self._weights_path)
+
+    def _load_model(self):
+        super()._load_model()
+        if self.exists:
+            iterations = int(self.model.optimizer.iterations)
+            self.model._initial_epoch = iterations // self.steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":
+            self._save_model()
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves `last.keras` every epoch and `best.keras` on a new best test accuracy.
+
+    Writes go through temporary files (a kill never leaves a half-written
+    model). The best score so far is kept in `best.json`, so it survives a
+    restart.
+    """
+
+    def __init__(self, model_dir, monitor="val_accuracy", enabled=True):
+        super().__init__()
+        self.model_dir = model_dir
+        self.monitor = monitor
+        self.enabled = enabled
+        self.best_path = os.path.join(model_dir, "best.keras")
+        self.last_path = os.path.join(model_dir, "last.keras")
+        self.best_json = os.path.join(model_dir, "best.json")
+        self.best = None
+        self.last = None
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.best_json):
+            with open(self.best_json) as f:
+                self.best = json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.last = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        if not self.enabled:
+            return
+        _atomic_save_model(self.model, self.last_path)
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        if self.best is None or float(value) > self.best[self.monitor]:
+            _atomic_save_model(self.model, self.best_path)
+            self.best = dict(self.last)
+            _atomic_write_json(self.best_json, self.best)
+            logger.info(
+                "Epoch %d: new best %s %.4f, saved %s",
+                epoch + 1,
+                self.monitor,
+                float(value),
+                self.best_path,
+            )
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """Per-epoch scalars for TensorBoard, written with core TensorFlow ops only.
+
+    `keras.callbacks.TensorBoard` needs the `tensorboard` package
+    (`tf.summary.scalar` lives there); without it, this writes the same
+    `epoch_<metric>` scalars into `train/` and `validation/`, which
+    TensorBoard reads.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers = {}
+
+    def _writer(self, name):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"
+        for key, value in (logs or {}).items():
+            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            writer = self._writer(split)
+            with writer.as_default():
+                tf.summary.write(
+                    f"epoch_{name}", tf.constant(float(value)), step=epoch, metadata=metadata
+                )
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def _tensorboard_callback(log_dir):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return EpochSummaries(log_dir)
+    return keras.callbacks.TensorBoard(log_dir, write_graph=False)
+
+
+def _export_saved_model(best_path, export_dir, loss):
+    """Exports the best model as a SavedModel of mean-over-time logits."""
+    from keras_dta.layers import MeanOverTime
+
+    model = keras.saving.load_model(best_path, compile=False)
+    if loss == "tet":
+        model = keras.Model(model.inputs, MeanOverTime()(model.outputs[0]), name=model.name)
+    tmp = export_dir + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    model.export(tmp, format="tf_saved_model", verbose=False)
+    if os.path.isdir(export_dir):
+        shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+
+
+def train(config, *, callbacks=None, verbose="auto"):
+    """Trains the model described by `config` and fills its run directory.
+
+    Args:
+        config: a `TrainConfig` (see `make_config`).
+        callbacks: extra Keras callbacks, run after the built-in ones.
+        verbose: `model.fit` verbosity.
+
+    Returns:
+        A dict with the test accuracy of the best and of the last model, the
+        epoch of the best one, the optimizer iterations, the scaled learning
+        rate and the paths written (also saved as `results.json`).
+
+    Raises:
+        ValueError: a bad configuration, or `model_dir` holding another run.
+        NonFiniteLossError: the loss became NaN or infinite.
+    """
+    config.validate()
+    model_dir = config.model_dir
+    results_path = os.path.join(model_dir, "results.json")
+    status = prepare_run_dir(config)
+    if status == "complete":
+        with open(results_path) as f:
+            results = json.load(f)
+        logger.info(
+            "%s already holds a finished run of this configuration; not retraining "
+            "(pass --overwrite to retrain). Test accuracy: %.4f",
+            model_dir,
+            results["test_accuracy"],
+        )
+        return results
+
+    # The strategy first: MultiWorkerMirroredStrategy must be created before
+    # the TensorFlow runtime is used.
+    strategy = make_strategy(config.distribute)
+    task_type, task_index, is_chief = _cluster_task()
+    # Workers other than the chief write what they must into their own place.
+    write_dir = model_dir if is_chief else os.path.join(model_dir, "workers", f"{task_type}_{task_index}")
+    os.makedirs(write_dir, exist_ok=True)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        spec = datasets.get_dataset(config.dataset)
+        jit_compile = _resolve_jit_compile(config.jit_compile, strategy)
+
+        num_train = spec.num_examples("train", config.data_dir, T=config.T)
+        steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
+        load_kwargs = dict(
+            batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed, T=config.T
+        )
+        train_ds = spec.load(
+            "train", training=True, label_smoothing=config.label_smoothing, **load_kwargs
+        ).repeat()
+        eval_ds = spec.load(spec.eval_split, training=False, **load_kwargs)
+
+        lr = config.scaled_learning_rate
+        logger.info(
+            "Training %s (attn=%s, T=%d) on %s: %d epochs x %d steps, global batch %d "
+            "on %d replica(s), lr %.4g (= %.4g x %d / %d), momentum %s, weight decay %s, "
+            "loss %s, %s, jit_compile=%s",
+            config.model,
+            config.attn,
+            config.T,
+            config.dataset,
+            config.epochs,
+            steps_per_epoch,
+            config.batch_size,
+            strategy.num_replicas_in_sync,
+            lr,
+            config.learning_rate,
+            config.batch_size,
+            config.base_batch_size,
+            config.momentum,
+            config.weight_decay,
+            config.loss,
+            config.mixed_precision,
+            jit_compile,
+        )
+
+        with strategy.scope():
+            model = build_model(config, spec)
+            model.compile(
+                optimizer=make_optimizer(config, steps_per_epoch),
+                loss=make_loss(config.loss),
+                metrics=[MeanOverTimeAccuracy(name="accuracy")],
+                jit_compile=jit_compile,
+            )
+            # Optimizer variables are created here, inside the strategy's
+            # scope, before a backup is restored into them.
+            model.optimizer.build(model.trainable_variables)
+
+        backup = ResumableBackup(
+            os.path.join(write_dir, "backup"), steps_per_epoch, save_freq=config.backup_freq
+        )
+        checkpoint = RunCheckpoint(write_dir, enabled=is_chief)
+        all_callbacks = [
+            StopOnNonFiniteLoss(model_dir),
+            checkpoint,
+            keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
+        ]
+        if is_chief:
+            all_callbacks.append(_tensorboard_callback(os.path.join(write_dir, "logs")))
+        all_callbacks.append(backup)  # last: it saves what the others have seen
+        all_callbacks.extend(callbacks or [])
+
+        # Restore now, to know where the run stands (fit restores again, to the
+        # same state).
+        backup.set_model(model)
+        backup.on_train_begin()
+        done = int(model.optimizer.iterations)
+        epoch, step_in_epoch = divmod(done, steps_per_epoch)
+        if done:
+            logger.info(
+                "Resuming from %s at step %d (epoch %d, step %d of %d).",
+                backup.backup_dir,
+                done,
+                epoch + 1,
+                step_in_epoch,
+                steps_per_epoch,
+            )
+        fit_kwargs = dict(
+            validation_data=eval_ds,
+            validation_steps=config.eval_steps,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves
+        )
+        if step_in_epoch and epoch < config.epochs:
+            # The rest of the interrupted epoch, then the following epochs.
+            model.fit(
+                train_ds,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                steps_per_epoch=steps_per_epoch - step_in_epoch,
+                **fit_kwargs,
+            )
+            epoch += 1
+        if epoch < config.epochs:
+            model.fit(
+                train_ds,
+                initial_epoch=epoch,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                **fit_kwargs,
+            )
+
+        iterations = int(model.optimizer.iterations)
+        last = checkpoint.last
+        if last is None or "val_accuracy" not in last:
+            # Nothing ran in this process (the training had finished before a
+            # restart): measure the final model.
+            logs = model.evaluate(eval_ds, steps=config.eval_steps, return_dict=True, verbose=0)
+            last = {"epoch": config.epochs, **{f"val_{k}": float(v) for k, v in logs.items()}}
+        best = checkpoint.best or last
+        paths = {
+            "model_dir": os.path.abspath(model_dir),
+            "config": os.path.abspath(os.path.join(model_dir, "config.json")),
+            "best_model": os.path.abspath(checkpoint.best_path),
+            "last_model": os.path.abspath(checkpoint.last_path),
+            "saved_model": os.path.abspath(os.path.join(model_dir, "saved_model")),
+            "logs": os.path.abspath(os.path.join(model_dir, "logs")),
+            "history": os.path.abspath(os.path.join(model_dir, "history.csv")),
+        }
+        results = {
+            "test_accuracy": best["val_accuracy"],
+            "best_epoch": best["epoch"],
+            "last_test_accuracy": last["val_accuracy"],
+            "epochs": config.epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "optimizer_iterations": iterations,
+            "learning_rate": lr,
+            "num_replicas": strategy.num_replicas_in_sync,
+            "paths": paths,
+        }
+        if is_chief:
+            if not os.path.exists(checkpoint.best_path):
+                _atomic_save_model(model, checkpoint.best_path)
+            _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
+            _atomic_write_json(results_path, results)
+        # The run is complete: its backup is no longer needed.
+        if os.path.isdir(backup.backup_dir):
+            shutil.rmtree(backup.backup_dir)
+        if not is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+        logger.info(
+            "Test accuracy %.4f (best, epoch %d); %.4f (last). Run directory: %s",
+            results["test_accuracy"],
+            results["best_epoch"],
+            results["last_test_accuracy"],
+            paths["model_dir"],
+        )
+        return results
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
