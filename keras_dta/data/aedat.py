@@ -41,9 +41,9 @@ class Events(NamedTuple):
 
     Attributes:
         t: int64 timestamps in microseconds, shape `(num_events,)`.
-        x: int64 column in `[0, 128)`, `127 - y_raw`.
-        y: int64 row in `[0, 128)`, `127 - x_raw`.
-        p: int64 polarity in `{0, 1}`, `1 - p_raw`.
+        x: int16 column in `[0, 128)`, `127 - y_raw`.
+        y: int16 row in `[0, 128)`, `127 - x_raw`.
+        p: int16 polarity in `{0, 1}`, `1 - p_raw`.
     """
 
     t: np.ndarray
@@ -104,10 +104,12 @@ def decode_aedat(data, *, name="<bytes>"):
             f"Received: file_size={len(data)}, header_size={start}"
         )
     words = np.frombuffer(data, dtype=">u4", offset=start).reshape(-1, 2)
-    address = words[:, 0].astype(np.int64)
+    # Native uint32 and int16 arrays: several times faster than int64 math on
+    # the big-endian view, and a few hundred thousand events stay small.
+    address = words[:, 0].astype(np.uint32)
     timestamp = words[:, 1].astype(np.int64)
-    outside = np.flatnonzero(address >> _ADDRESS_BITS)
-    if outside.size:
+    if (address >> _ADDRESS_BITS).any():
+        outside = np.flatnonzero(address >> _ADDRESS_BITS)
         i = int(outside[0])
         raise ValueError(
             f"{name}: {outside.size} event(s) outside the {SENSOR_SIZE}x"
@@ -115,9 +117,9 @@ def decode_aedat(data, *, name="<bytes>"):
             f"{_ADDRESS_BITS - 1} set). Received: event_index={i}, "
             f"address={int(address[i]):#010x}"
         )
-    polarity = address & 1
-    x_raw = (address >> _X_SHIFT) & _COORD_MASK
-    y_raw = (address >> _Y_SHIFT) & _COORD_MASK
+    polarity = (address & 1).astype(np.int16)
+    x_raw = ((address >> _X_SHIFT) & _COORD_MASK).astype(np.int16)
+    y_raw = ((address >> _Y_SHIFT) & _COORD_MASK).astype(np.int16)
     last = SENSOR_SIZE - 1
     return Events(t=timestamp, x=last - y_raw, y=last - x_raw, p=1 - polarity)
 
@@ -201,7 +203,13 @@ def integrate_frames(events, num_frames, *, name="<events>"):
         )
     size = SENSOR_SIZE
     d = n // num_frames
-    frame = np.minimum(np.arange(n, dtype=np.int64) // d, num_frames - 1)
-    flat = ((frame * size + events.y) * size + events.x) * 2 + events.p
-    counts = np.bincount(flat, minlength=num_frames * size * size * 2)
-    return counts.astype(np.float32).reshape(num_frames, size, size, 2)
+    # One pixel index per event, then one bincount per frame (a loop over T,
+    # not over events): fewer and smaller temporaries than a single bincount
+    # over (frame, pixel) indices, which matters at 10,000 recordings.
+    pixel = (np.asarray(events.y, np.int32) * size + np.asarray(events.x, np.int32)) * 2
+    pixel += np.asarray(events.p, np.int32)
+    frames = np.empty((num_frames, size * size * 2), np.float32)
+    for j in range(num_frames):
+        stop = n if j == num_frames - 1 else (j + 1) * d
+        frames[j] = np.bincount(pixel[j * d : stop], minlength=size * size * 2)
+    return frames.reshape(num_frames, size, size, 2)

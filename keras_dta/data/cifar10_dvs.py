@@ -76,6 +76,9 @@ _TRAIN_PARTS, _ALL_PARTS = 9, 10
 # Bump when the cache's content or layout changes, so old caches are rebuilt.
 _CACHE_VERSION = 1
 _COMPRESSION = "ZLIB"
+# Level 1: about 8x faster to write than the default level for some 25% more
+# disk (frames of mostly empty pixels compress well either way).
+_COMPRESSION_LEVEL = 1
 # The train split is written in one fixed random order, so that a shuffle
 # buffer much smaller than the split still sees every class (in file order a
 # buffer of 2048 would hold only two or three classes).
@@ -337,9 +340,9 @@ def resize_frames(frames, image_size):
         return frames
     rows = _bilinear_matrix(height, image_size).astype(np.float32)
     cols = _bilinear_matrix(width, image_size).astype(np.float32)
-    out = np.einsum("ah,thwc->tawc", rows, frames, optimize=True)
-    out = np.einsum("bw,tawc->tabc", cols, out, optimize=True)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    planes = frames.transpose(0, 3, 1, 2)  # (T, C, H, W): batched matmuls
+    out = np.matmul(np.matmul(rows, planes), cols.T)
+    return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
 
 def recording_to_frames(data, T, image_size, *, name="<bytes>"):
@@ -413,7 +416,10 @@ def _write_split(path, recordings, reader, T, image_size, skip_bad, progress):
     tmp = f"{path}.tmp-{os.getpid()}"
     count, skipped = 0, []
     try:
-        with tf.io.TFRecordWriter(tmp, options=_COMPRESSION) as writer:
+        options = tf.io.TFRecordOptions(
+            compression_type=_COMPRESSION, compression_level=_COMPRESSION_LEVEL
+        )
+        with tf.io.TFRecordWriter(tmp, options=options) as writer:
             for rec in recordings:
                 try:
                     frames = recording_to_frames(reader.read(rec), T, image_size, name=rec.name)
