@@ -84,6 +84,10 @@ class _Naming:
         return f"layer{stage - self.stage_offset}.{block - 1}"
 
 
+def _strip_dataparallel(state_dict):
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+
+
 def _join(prefix, name):
     return f"{prefix}.{name}" if prefix else name
 
@@ -163,9 +167,6 @@ def _model_targets(model, state_dict):
 
 def _assign(targets, state_dict, what):
     """Checks every target against the state dict, then assigns all or nothing."""
-    state_dict = {
-        (k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()
-    }
     used, missing, misshaped, assignments = set(), [], [], []
     for variable, aliases, layout in targets:
         present = [k for k in aliases if k in state_dict]
@@ -219,6 +220,7 @@ def load_reference_weights(model, state_dict):
         ValueError: naming every missing, unexpected or mis-shaped key, before any weight is
             changed.
     """
+    state_dict = _strip_dataparallel(state_dict)
     _assign(list(_model_targets(model, state_dict)), state_dict, f"model '{model.name}'")
     return model
 
@@ -232,6 +234,7 @@ def load_reference_block_weights(model, block_name, state_dict, prefix=""):
         state_dict: the reference block's state dict.
         prefix: str, the block's prefix in `state_dict` (e.g. `"layer1.0"`), if any.
     """
+    state_dict = _strip_dataparallel(state_dict)
     _assign(list(_block_targets(model, block_name, prefix)), state_dict, f"block '{block_name}'")
 
 
@@ -243,6 +246,7 @@ def load_reference_dta_weights(layer, state_dict, prefix=""):
         state_dict: the reference DTA module's state dict.
         prefix: str, the module's prefix in `state_dict` (e.g. `"encoding"`), if any.
     """
+    state_dict = _strip_dataparallel(state_dict)
     _assign(list(_dta_targets(layer, prefix)), state_dict, f"layer '{layer.name}'")
 
 
