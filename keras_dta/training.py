@@ -101,7 +101,8 @@ class TrainConfig:
         eval_steps: evaluation steps; `None` for the whole test split.
         backup_freq: `"epoch"` or a number of steps between backups.
         mixed_precision: dtype policy, one of `PRECISIONS`.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA; `None` for XLA exactly
+            when training on GPUs (on CPUs it compiles slowly and runs slower).
         distribute: one of `DISTRIBUTE_KINDS`.
         seed: random seed.
         overwrite: replace a run of another configuration in `model_dir`, or
@@ -127,7 +128,7 @@ class TrainConfig:
     eval_steps: int = None
     backup_freq: object = "epoch"
     mixed_precision: str = "float32"
-    jit_compile: bool = True
+    jit_compile: bool = None
     distribute: str = "auto"
     seed: int = 0
     overwrite: bool = False
@@ -201,7 +202,11 @@ class TrainConfig:
             raise ValueError(
                 f"`model_dir` must be a non-empty path. Received: model_dir={self.model_dir!r}"
             )
-        for name in ("jit_compile", "overwrite"):
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ValueError(
+                f"`jit_compile` must be a bool or None. Received: jit_compile={self.jit_compile!r}"
+            )
+        for name in ("overwrite",):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
@@ -449,9 +454,12 @@ def make_strategy(kind):
 def _resolve_jit_compile(jit_compile, strategy):
     import tensorflow as tf
 
+    gpus = tf.config.list_logical_devices("GPU")
+    if jit_compile is None:
+        return bool(gpus)
     if not jit_compile:
         return False
-    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+    if strategy.num_replicas_in_sync > 1 and not gpus:
         # XLA-compiled steps under MirroredStrategy on (logical) CPU devices
         # fail in this TensorFlow; run them without XLA rather than crash.
         logger.warning(

@@ -59,7 +59,11 @@ flags.DEFINE_string(
     "backup_freq", "epoch", "Back up for preemption every epoch ('epoch') or every N steps."
 )
 flags.DEFINE_enum("mixed_precision", "float32", list(training.PRECISIONS), "Dtype policy.")
-flags.DEFINE_bool("jit_compile", True, "Compile the training step with XLA.")
+flags.DEFINE_bool(
+    "jit_compile",
+    None,
+    "Compile the training step with XLA (default: on GPUs only; on CPUs XLA is slower here).",
+)
 flags.DEFINE_enum(
     "distribute",
     "auto",

@@ -111,7 +111,7 @@ class Digits:
         },
         "T": 2,
         "batch_size": 32,
-        "epochs": 12,
+        "epochs": 30,
         "learning_rate": 0.05,
         "momentum": 0.9,
         "weight_decay": 5e-5,
