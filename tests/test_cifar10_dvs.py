@@ -235,8 +235,11 @@ def test_training_pipeline_shapes_soft_labels_and_reproducibility(mini):
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
         assert (x >= 0).all()
     labels = np.concatenate([y for _, y in epoch])
-    # Smoothing (and mixing) keep labels soft: never a hard 1.
+    # Smoothing keeps labels soft (never a hard 1; off value 0.1 / 10) and
+    # MixUp/CutMix put weight on two classes in some rows: not argmax'ed away.
     assert labels.max() < 1.0 and labels.min() > 0.0
+    np.testing.assert_allclose(np.sort(labels, axis=1)[:, :-2], 0.01, rtol=1e-4)
+    assert ((labels > 0.0101).sum(axis=1) == 2).any()
     again = first_epoch(1)
     for (x1, y1), (x2, y2) in zip(epoch, again):
         np.testing.assert_array_equal(x1, x2)
@@ -245,9 +248,15 @@ def test_training_pipeline_shapes_soft_labels_and_reproducibility(mini):
     assert not np.array_equal(epoch[0][0], other[0][0])
 
 
-def test_training_epochs_differ(mini):
-    ds = cifar10_dvs.load(mini, "train", T=T, image_size=IMAGE, batch_size=110, seed=3)
-    first, second = [next(iter(ds))[0].numpy() for _ in range(2)]
+def test_training_epochs_are_augmented_afresh(mini):
+    # shuffle_buffer=1: no shuffling, so only new augmentation draws can
+    # make the two epochs of `.repeat()` differ.
+    ds = cifar10_dvs.load(
+        mini, "train", T=T, image_size=IMAGE, batch_size=110, seed=3, shuffle_buffer=1
+    )
+    batches = iter(ds.repeat())
+    first, second = next(batches)[0].numpy(), next(batches)[0].numpy()
+    assert first.shape == second.shape == (110, T, IMAGE, IMAGE, 2)
     assert not np.array_equal(first, second)
 
 
