@@ -69,13 +69,14 @@ def load_model(path):
     """
     import keras
 
-    import keras_dta  # noqa: F401 - registers the custom layers
+    import keras_dta.layers  # noqa: F401 - registers the custom layers
 
     if not path or not os.path.isfile(path):
         raise ValueError(f"The model file does not exist. Received: model={path!r}")
     if not str(path).endswith(".keras"):
         raise ValueError(f"The model must be a `.keras` file. Received: model={path!r}")
-    return keras.saving.load_model(path)
+    # Inference only: the optimizer and metrics of a trainer's checkpoint are not needed.
+    return keras.saving.load_model(path, compile=False)
 
 
 def _check_quantize(quantize):
