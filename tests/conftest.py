@@ -59,10 +59,13 @@ def vjp(layer, inputs, upstream, training=False):
         import jax
         import jax.numpy as jnp
 
+        if not layer.built:
+            layer(xs if multi else xs[0])
         non_trainable = [v.value for v in layer.non_trainable_variables]
 
         def loss(trainable, xs):
-            out, _ = layer.stateless_call(trainable, non_trainable, xs if multi else xs[0], training=training)
+            kwargs = {"training": training} if layer._call_has_training_arg else {}
+            out, _ = layer.stateless_call(trainable, non_trainable, xs if multi else xs[0], **kwargs)
             return jnp.sum(out * upstream), out
 
         (_, out), (g_vars, g_xs) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(

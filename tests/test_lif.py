@@ -62,9 +62,9 @@ def test_stateful_chunks_equal_whole_sequence_and_reset():
     model = keras.Model(inputs, layer(inputs))
     chunks = [model.predict(x[:, t : t + 2], verbose=0) for t in (0, 2, 4)]
     np.testing.assert_array_equal(np.concatenate(chunks, axis=1), whole)
-    assert np.any(keras.ops.convert_to_numpy(layer.membrane) != 0)
+    assert np.any(layer.membrane.numpy() != 0)
     layer.reset_state()
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.membrane), 0)
+    np.testing.assert_array_equal(layer.membrane.numpy(), 0)
     np.testing.assert_array_equal(model.predict(x[:, :2], verbose=0), whole[:, :2])
 
 

@@ -83,7 +83,7 @@ class LIF(keras.layers.Layer):
     def reset_state(self):
         """Sets the membrane potential of a stateful layer back to zero."""
         if self.membrane is not None:
-            self.membrane.assign(ops.zeros_like(self.membrane))
+            self.membrane.assign(ops.zeros(self.membrane.shape, self.membrane.dtype))
 
     def _step(self, u, x):
         u = self.tau * u + x  # eq. 1

@@ -1,0 +1,51 @@
+"""The layers run on Keras's JAX backend and give TensorFlow's numbers."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import train_step_check
+
+pytest.importorskip("jax", reason="the JAX backend needs jax: `pip install -e '.[test]'`")
+
+TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def run_jax(*args):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, *args], env=env, cwd=TESTS.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_fixture_tests_pass_on_jax():
+    out = run_jax("-m", "pytest", "-q", "-p", "no:cacheprovider",
+                  "tests/test_dta.py::test_dta_matches_reference_fixture",
+                  "tests/test_lif.py::test_lif_matches_reference_fixture",
+                  "tests/test_lif.py::test_stateful_chunks_equal_whole_sequence_and_reset",
+                  "tests/test_surrogates.py")
+    assert " passed" in out and " failed" not in out
+
+
+def test_training_step_matches_tensorflow(tmp_path):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("compares against the TensorFlow backend")
+    model = train_step_check.build()
+    model.save_weights(tmp_path / "init.weights.h5")
+    expected = train_step_check.step(tmp_path / "init.weights.h5")
+    run_jax(str(TESTS / "train_step_check.py"), str(tmp_path / "init.weights.h5"), str(tmp_path / "jax.npz"))
+    got = np.load(tmp_path / "jax.npz")
+    np.testing.assert_allclose(got["logits"], expected["logits"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    changed = 0
+    for key in expected:
+        if key.startswith("w"):
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+            changed += not np.array_equal(expected[key], np.asarray(model.get_weights()[int(key[1:])]))
+    assert changed > 10  # the step did move the weights
