@@ -209,7 +209,7 @@ def ms_resnet18(
     Example:
 
     >>> model = keras_dta.models.ms_resnet18(attn="dta", T=6, num_classes=100)
-    >>> model.count_params()  # trainable parameters as the reference: 13,039,506
+    >>> sum(int(np.prod(w.shape)) for w in model.trainable_weights)  # as the reference: 13,039,506
 
     Reference:
         Kim, Kim and Yang, "DTA: Dual Temporal-channel-wise Attention for Spiking Neural
