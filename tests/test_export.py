@@ -1,0 +1,287 @@
+"""Tests of keras_dta.export: TFLite parity, int8, op list, SavedModel, atomic writes, CLI."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dta import export
+from keras_dta.layers import LIF
+from keras_dta.models import ms_resnet18
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="export traces the model with TensorFlow"
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+T = 2
+INPUT_SHAPE = (16, 16, 3)
+NUM_CLASSES = 10
+
+
+def _tiny_model():
+    return ms_resnet18(
+        attn="dta",
+        T=T,
+        num_classes=NUM_CLASSES,
+        input_shape=INPUT_SHAPE,
+        stem_filters=8,
+        stage_filters=(8, 16, 16),
+        stage_blocks=(1, 1, 1),
+    )
+
+
+def _prototype_data(n, seed):
+    """A learnable task: each class is a fixed random image plus noise."""
+    prototypes = np.random.default_rng(1234).uniform(0.0, 2.0, (NUM_CLASSES, *INPUT_SHAPE))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, NUM_CLASSES, n)
+    x = prototypes[labels] + rng.normal(0.0, 0.3, (n, *INPUT_SHAPE))
+    return x.astype("float32"), labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    x_train, y_train = _prototype_data(256, seed=0)
+    x_test, y_test = _prototype_data(48, seed=1)
+    return x_train, y_train, x_test, y_test
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    # Briefly trained, so that the logits have margins and spikes carry the class: the int8
+    # agreement of an untrained network measures nothing.
+    keras.utils.set_random_seed(0)
+    model = _tiny_model()
+    model.compile(
+        keras.optimizers.SGD(0.1, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    x_train, y_train, _, _ = data
+    model.fit(x_train, y_train, batch_size=32, epochs=8, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def float_export(model, data, tmp_path_factory):
+    _, _, x_test, y_test = data
+    output = tmp_path_factory.mktemp("float") / "model.tflite"
+    report = export.export_tflite(
+        model, str(output), quantize="none", eval_data=x_test, eval_labels=y_test, benchmark_runs=5
+    )
+    return report, output.read_bytes()
+
+
+def test_float32_parity(model, data, float_export):
+    _, _, x_test, y_test = data
+    report, content = float_export
+    assert report["max_abs_diff"] <= 1e-4
+    assert report["top1_agreement"] == 1.0
+    # Independently of the report: the written file against model.predict.
+    expected = model.predict(x_test, verbose=0)
+    actual = export.tflite_predict(content, x_test)
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(actual.argmax(-1), expected.argmax(-1))
+    assert report["keras_accuracy"] == report["tflite_accuracy"] > 0.5  # the fixture learnt
+    assert report["size_bytes"] == len(content)
+    assert report["median_ms"] > 0 and report["p90_ms"] >= report["median_ms"]
+    table = export.format_report([report])
+    assert "top-1 agree" in table and "none" in table.splitlines()[2]
+
+
+def test_ops_are_builtin_with_unrolled_spikes(model, float_export):
+    _, content = float_export
+    ops = export.check_builtin_ops(content)
+    assert not [op for op in ops if op.startswith("Flex")]
+    assert "WHILE" not in ops
+    # Every spike is one GREATER (the Heaviside) per LIF layer and time step.
+    num_lif = sum(isinstance(layer, LIF) for layer in model.layers)
+    assert num_lif == 8  # stem, two per block, head
+    assert ops["GREATER"] == num_lif * T
+    assert ops["CAST"] == num_lif * T
+
+
+def test_flex_ops_are_rejected():
+    import tensorflow as tf
+
+    fn = tf.function(
+        lambda x: tf.linalg.det(tf.reshape(x, (1, 2, 2))),
+        input_signature=[tf.TensorSpec((1, 4), tf.float32)],
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    content = converter.convert()
+    assert any(op.startswith("Flex") for op in export.list_ops(content))
+    with pytest.raises(export.ExportCheckError, match="Flex ops"):
+        export.check_builtin_ops(content)
+
+
+@pytest.mark.parametrize("int8_io", [False, True])
+def test_int8(model, data, tmp_path, int8_io):
+    x_train, _, x_test, y_test = data
+    output = tmp_path / "int8.tflite"
+    report = export.export_tflite(
+        model,
+        str(output),
+        quantize="int8",
+        int8_io=int8_io,
+        calibration_data=x_train,
+        num_calibration=32,
+        eval_data=x_test,
+        eval_labels=y_test,
+        benchmark_runs=3,
+    )
+    assert report["top1_agreement"] >= 0.9
+    assert report["tflite_accuracy"] >= report["keras_accuracy"] - 0.1
+    content = output.read_bytes()
+    export.check_builtin_ops(content)
+    interpreter, _ = export.make_interpreter(content)
+    expected = np.int8 if int8_io else np.float32
+    assert interpreter.get_input_details()[0]["dtype"] == expected
+    assert interpreter.get_output_details()[0]["dtype"] == expected
+    # Full integer: convolutions carry int8 weights; only the spike's cast stays in float.
+    assert "CONV_2D" not in report["float_ops"]
+    assert set(report["float_ops"]) <= {"CAST", "SUB", "PACK", "DEQUANTIZE"}
+
+
+def test_saved_model_serves(model, data, tmp_path):
+    import tensorflow as tf
+
+    _, _, x_test, _ = data
+    output = tmp_path / "saved"
+    export.export_saved_model(model, str(output))
+    served = tf.saved_model.load(str(output))
+    assert {"serve", "serving_default"} <= set(served.signatures)
+    logits = served.signatures["serve"](images=tf.constant(x_test[:3]))["output_0"].numpy()
+    np.testing.assert_allclose(logits, model.predict(x_test[:3], verbose=0), atol=1e-5)
+    spec = served.signatures["serve"].structured_input_signature[1]["images"]
+    assert spec.shape.as_list() == [None, *INPUT_SHAPE]  # any batch size
+    assert sorted(os.listdir(tmp_path)) == ["saved"]  # no staging directory left behind
+
+
+def test_write_atomic_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "model.tflite"
+    export.write_atomic(str(path), b"old")
+    with pytest.raises(TypeError):
+        export.write_atomic(str(path), "not bytes")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+    export.write_atomic(str(path), b"new")
+    assert path.read_bytes() == b"new"
+
+
+def test_failed_conversion_keeps_existing_output(model, data, float_export, tmp_path, monkeypatch):
+    _, _, x_test, _ = data
+    output = tmp_path / "model.tflite"
+    output.write_bytes(b"previous")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "convert_to_tflite", broken)
+        with pytest.raises(RuntimeError, match="crashed"):
+            export.export_tflite(model, str(output), eval_data=x_test[:2])
+    assert output.read_bytes() == b"previous"
+    # A conversion that fails its check writes nothing either: here the converted model is
+    # the trained one, checked against an untrained Keras model of the same architecture.
+    keras.utils.set_random_seed(1)
+    other = _tiny_model()
+    monkeypatch.setattr(export, "convert_to_tflite", lambda *args, **kwargs: float_export[1])
+    with pytest.raises(export.ExportCheckError, match="max_abs_diff=0.0001"):
+        export.export_tflite(other, str(output), eval_data=x_test, min_agreement=0.0)
+    assert output.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+
+
+def test_failed_saved_model_keeps_existing_dir(model, tmp_path, monkeypatch):
+    output = tmp_path / "saved"
+    output.mkdir()
+    (output / "marker").write_text("old")
+
+    def broken(model, path, batch_size):
+        os.makedirs(path)
+        pathlib.Path(path, "partial").write_text("x")
+        raise RuntimeError("export crashed")
+
+    monkeypatch.setattr(export, "_write_saved_model", broken)
+    with pytest.raises(RuntimeError, match="crashed"):
+        export.export_saved_model(model, str(output))
+    assert os.listdir(output) == ["marker"]
+    assert os.listdir(tmp_path) == ["saved"]
+
+
+def test_bad_inputs(model, data, tmp_path):
+    x_train, _, x_test, _ = data
+    with pytest.raises(ValueError, match="model='.*missing.keras'"):
+        export.load_model(str(tmp_path / "missing.keras"))
+    with pytest.raises(ValueError, match="quantize='int4'"):
+        export.convert_to_tflite(model, quantize="int4")
+    with pytest.raises(ValueError, match="quantize='int4'"):
+        export.export_tflite(model, str(tmp_path / "m.tflite"), quantize="int4", eval_data=x_test)
+    wrong = np.zeros((4, 8, 8, 3), "float32")
+    with pytest.raises(ValueError, match=r"calibration_data.shape=\(4, 8, 8, 3\)"):
+        export.convert_to_tflite(model, quantize="int8", calibration_data=wrong)
+    with pytest.raises(ValueError, match="calibration_data=None"):
+        export.convert_to_tflite(model, quantize="int8")
+    with pytest.raises(ValueError, match=r"samples.shape=\(4, 8, 8, 3\)"):
+        export.prepare_export_data(model, quantize="int8", samples=wrong)
+    with pytest.raises(ValueError, match="samples=.*nope.npy"):
+        export.prepare_export_data(model, samples=str(tmp_path / "nope.npy"))
+    with pytest.raises(ValueError, match="only 16"):
+        export.prepare_export_data(model, quantize="int8", samples=x_train[:16], num_calibration=16)
+    with pytest.raises(ValueError, match=r"labels.shape=\(3,\)"):
+        export.prepare_export_data(model, samples=x_train[:4], labels=np.zeros(3))
+    assert not os.path.exists(tmp_path / "m.tflite")
+
+
+def test_prepare_export_data_holds_out_calibration(model, data):
+    x_train, y_train, _, _ = data
+    prepared = export.prepare_export_data(
+        model, quantize="int8", samples=x_train[:40], labels=y_train[:40], num_calibration=30
+    )
+    np.testing.assert_array_equal(prepared["calibration_data"], x_train[:30])
+    np.testing.assert_array_equal(prepared["eval_data"], x_train[30:40])
+    np.testing.assert_array_equal(prepared["eval_labels"], y_train[30:40])
+    prepared = export.prepare_export_data(model, samples=x_train[:40], num_eval=5)
+    assert prepared["calibration_data"] is None and len(prepared["eval_data"]) == 5
+
+
+def _run_cli(*args):
+    return subprocess.run(
+        [sys.executable, str(REPO / "export" / "tflite.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_cli(model, data, tmp_path):
+    x_train, y_train, _, _ = data
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    np.save(tmp_path / "x.npy", x_train[:24])
+    np.save(tmp_path / "y.npy", y_train[:24])
+    output = tmp_path / "model.tflite"
+    result = _run_cli(
+        f"--model={model_path}",
+        f"--output={output}",
+        f"--samples={tmp_path / 'x.npy'}",
+        f"--labels={tmp_path / 'y.npy'}",
+        "--runs=3",
+        "--threads=1",
+        f"--report_json={tmp_path / 'report.json'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "top-1 agree" in result.stdout and "100.00%" in result.stdout
+    assert output.exists() and (tmp_path / "report.json").exists()
+
+    bad = _run_cli(f"--model={model_path}", f"--output={output}", "--quantize=int4")
+    assert bad.returncode != 0
+    assert "--quantize" in bad.stderr and "int4" in bad.stderr
