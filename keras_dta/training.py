@@ -49,7 +49,7 @@ DISTRIBUTE_KINDS = ("auto", "none", "mirrored", "multi_worker")
 
 # Keys that say how a run is executed rather than what it computes: a run
 # directory may be resumed with them changed.
-_EXECUTION_KEYS = ("model_dir", "data_dir", "overwrite", "jit_compile", "distribute")
+_EXECUTION_KEYS = ("model_dir", "data_dir", "overwrite", "jit_compile", "distribute", "export")
 
 _RUN_FILES = (
     "results.json",
@@ -105,6 +105,7 @@ class TrainConfig:
             when training on GPUs (on CPUs it compiles slowly and runs slower).
         distribute: one of `DISTRIBUTE_KINDS`.
         seed: random seed.
+        export: write a SavedModel of the best model at the end.
         overwrite: replace a run of another configuration in `model_dir`, or
             retrain a finished one.
     """
@@ -131,6 +132,7 @@ class TrainConfig:
     jit_compile: bool = None
     distribute: str = "auto"
     seed: int = 0
+    export: bool = True
     overwrite: bool = False
 
     @property
@@ -206,12 +208,17 @@ class TrainConfig:
             raise ValueError(
                 f"`jit_compile` must be a bool or None. Received: jit_compile={self.jit_compile!r}"
             )
-        for name in ("overwrite",):
+        for name in ("export", "overwrite"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
                 )
         return self
+
+
+def _iterations(optimizer):
+    """The optimizer's step count as an int (also for a mirrored variable)."""
+    return int(ops.convert_to_numpy(optimizer.iterations.value))
 
 
 def _check_positive_int(name, value, minimum=1):
@@ -511,7 +518,7 @@ def prepare_run_dir(config):
 
     - Empty or new directory: a new run.
     - The same configuration (up to `model_dir`, `data_dir`, `jit_compile`,
-      `distribute`, `overwrite`): resumes; if that run finished, returns
+      `distribute`, `export`, `overwrite`): resumes; if that run finished, returns
       `"complete"` unless `overwrite`, which retrains it from scratch.
     - Another configuration: `ValueError` unless `overwrite`, which deletes
       that run's files (only the files a run writes) and starts anew.
@@ -590,7 +597,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             return
         loss = float(loss)
         if not math.isfinite(loss):
-            step = int(self.model.optimizer.iterations)
+            step = _iterations(self.model.optimizer)
             raise NonFiniteLossError(
                 f"The training loss became {loss} at step {step} (epoch {self._epoch + 1}, "
                 f"batch {batch + 1}). Training stopped; the last good backup and "
@@ -624,7 +631,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def _load_model(self):
         super()._load_model()
         if self.exists:
-            iterations = int(self.model.optimizer.iterations)
+            iterations = _iterations(self.model.optimizer)
             self.model._initial_epoch = iterations // self.steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
@@ -740,7 +747,7 @@ def _export_saved_model(best_path, export_dir, loss):
 
     model = keras.saving.load_model(best_path, compile=False)
     if loss == "tet":
-        model = keras.Model(model.inputs, MeanOverTime()(model.outputs[0]), name=model.name)
+        model = keras.Model(model.input, MeanOverTime()(model.output), name=model.name)
     tmp = export_dir + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
@@ -861,7 +868,7 @@ def train(config, *, callbacks=None, verbose="auto"):
         # same state).
         backup.set_model(model)
         backup.on_train_begin()
-        done = int(model.optimizer.iterations)
+        done = _iterations(model.optimizer)
         epoch, step_in_epoch = divmod(done, steps_per_epoch)
         if done:
             logger.info(
@@ -898,7 +905,7 @@ def train(config, *, callbacks=None, verbose="auto"):
                 **fit_kwargs,
             )
 
-        iterations = int(model.optimizer.iterations)
+        iterations = _iterations(model.optimizer)
         last = checkpoint.last
         if last is None or "val_accuracy" not in last:
             # Nothing ran in this process (the training had finished before a
@@ -929,7 +936,10 @@ def train(config, *, callbacks=None, verbose="auto"):
         if is_chief:
             if not os.path.exists(checkpoint.best_path):
                 _atomic_save_model(model, checkpoint.best_path)
-            _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
+            if config.export:
+                _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
+            else:
+                paths["saved_model"] = None
             _atomic_write_json(results_path, results)
         # The run is complete: its backup is no longer needed.
         if os.path.isdir(backup.backup_dir):

@@ -73,6 +73,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("loss", "ce", list(training.LOSSES), "ce on mean-over-time logits, or tet.")
+flags.DEFINE_bool("export", True, "Export a SavedModel of the best model at the end.")
 flags.DEFINE_bool(
     "overwrite", False, "Replace a run of another configuration in --model_dir (or retrain a finished one)."
 )
@@ -108,6 +109,7 @@ def config_from_flags():
         distribute=FLAGS.distribute,
         seed=FLAGS.seed,
         loss=FLAGS.loss,
+        export=FLAGS.export,
         overwrite=FLAGS.overwrite,
     )
     return config.validate()
@@ -136,7 +138,8 @@ def main(argv):
     )
     logging.info("Best model: %s", paths["best_model"])
     logging.info("Last model: %s", paths["last_model"])
-    logging.info("SavedModel: %s", paths["saved_model"])
+    if paths["saved_model"]:
+        logging.info("SavedModel: %s", paths["saved_model"])
     logging.info("TensorBoard logs: %s", paths["logs"])
     logging.info("History: %s", paths["history"])
     logging.info("Config: %s", paths["config"])
