@@ -1,0 +1,127 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location(
+        "keras_dta_fit_cli", os.path.join(REPO, "trainers", "fit.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fit = _load_cli()
+
+
+@pytest.fixture
+def parse():
+    def _parse(*args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["fit.py", *args])
+        return flags.FLAGS
+
+    yield _parse
+    flags.FLAGS.unparse_flags()
+
+
+def test_defaults_train_digits_with_its_preset(parse):
+    parse()
+    config = fit.config_from_flags()
+    assert config.dataset == "digits"
+    assert config.model_dir == os.path.join("runs", "digits")
+    assert config.jit_compile is None  # XLA on GPUs only
+    assert config.epochs == 30 and config.T == 2
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--jit_compile=false"], False),
+        (["--jit_compile=False"], False),
+        (["--nojit_compile"], False),
+        (["--jit_compile"], True),
+        (["--jit_compile=true"], True),
+    ],
+)
+def test_bool_flags_parse_false_as_false(parse, args, expected):
+    parse(*args)
+    assert fit.config_from_flags().jit_compile is expected
+
+
+def test_flags_override_the_preset(parse):
+    parse(
+        "--dataset=cifar100", "--T=4", "--attn=txa", "--epochs=3", "--batch_size=128",
+        "--learning_rate=0.2", "--weight_decay=0", "--loss=tet", "--backup_freq=50",
+        "--mixed_precision=mixed_bfloat16", "--distribute=none", "--seed=3",
+    )
+    config = fit.config_from_flags()
+    assert (config.dataset, config.T, config.attn, config.epochs) == ("cifar100", 4, "txa", 3)
+    assert config.scaled_learning_rate == pytest.approx(0.2 * 128 / 64)
+    assert (config.weight_decay, config.loss, config.backup_freq) == (0.0, "tet", 50)
+    assert (config.mixed_precision, config.distribute, config.seed) == ("mixed_bfloat16", "none", 3)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--attn=sdt"], ["--distribute=tpu"], ["--mixed_precision=float16"], ["--loss=mse"],
+     ["--epochs=two"], ["--jit_compile=maybe"], ["--no_such_flag=1"]],
+)
+def test_unknown_flag_values_are_refused(parse, args):
+    with pytest.raises(flags.Error):
+        parse(*args)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--dataset=mnist"], "dataset='mnist'"),
+        (["--epochs=0"], "epochs=0"),
+        (["--batch_size=-4"], "batch_size=-4"),
+        (["--learning_rate=0"], "learning_rate=0"),
+        (["--steps_per_epoch=0"], "steps_per_epoch=0"),
+        (["--backup_freq=often"], "backup_freq='often'"),
+    ],
+)
+def test_bad_values_are_usage_errors(parse, tmp_path, args, match):
+    parse(f"--model_dir={tmp_path / 'run'}", *args)
+    with pytest.raises(app.UsageError, match=match):
+        fit.main(["fit.py"])
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_model_dir_of_another_run_is_refused(parse, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    previous = {"dataset": "digits", "epochs": 99}
+    (run / "config.json").write_text(json.dumps(previous))
+    parse(f"--model_dir={run}", "--epochs=1")
+    with pytest.raises(app.UsageError, match="another configuration.*--overwrite"):
+        fit.main(["fit.py"])
+    assert json.loads((run / "config.json").read_text()) == previous  # nothing lost
+
+
+def test_command_line_run(tmp_path):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable, os.path.join(REPO, "trainers", "fit.py"), f"--model_dir={run}",
+        "--epochs=1", "--steps_per_epoch=2", "--eval_steps=1", "--batch_size=8",
+        "--noexport", "--jit_compile=false",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Test accuracy:" in proc.stderr
+    assert str(run / "best.keras") in proc.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["jit_compile"] is False and config["epochs"] == 1
+    results = json.loads((run / "results.json").read_text())
+    assert results["optimizer_iterations"] == 2
