@@ -2,16 +2,18 @@
 
 import importlib
 
+# Imported eagerly: importing keras_dta registers its layers, so `.keras` files load.
+from keras_dta import layers, models, surrogates
+
 __version__ = "0.1.0"
 
-# Submodules load on first use, so light entry points (`python -m keras_dta.convert --help`,
-# the trainers' flag parsing) do not pay for importing Keras and its backend.
-_SUBMODULES = ("layers", "models", "surrogates", "convert", "data", "training", "export", "stats")
+# Heavier modules (datasets, trainer, export) load on first use.
+_LAZY = ("convert", "data", "training", "export", "stats")
 
-__all__ = list(_SUBMODULES)
+__all__ = ["layers", "models", "surrogates", *_LAZY]
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in _LAZY:
         return importlib.import_module(f"keras_dta.{name}")
     raise AttributeError(f"module 'keras_dta' has no attribute {name!r}")
