@@ -178,3 +178,15 @@ def test_time_layers():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layers.MeanOverTime()(x)), x.mean(axis=1), atol=1e-6)
     with pytest.raises(ValueError, match="T=0"):
         layers.RepeatTime(0)
+
+
+def test_saved_model_loads_in_a_fresh_process_after_import(tmp_path):
+    import subprocess
+    import sys
+
+    tiny().save(tmp_path / "m.keras")
+    code = ("import sys, keras, keras_dta; "
+            "m = keras.saving.load_model(sys.argv[1], safe_mode=True); print(m.output_shape)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(None, 3)" in result.stdout
