@@ -343,3 +343,31 @@ def test_mirrored_on_two_logical_cpus(tmp_path):
     # Global batch 8 against the preset's 32: the learning rate is scaled.
     assert results["learning_rate"] == pytest.approx(0.05 * 8 / 32)
     assert "training without XLA" in proc.stderr
+
+
+def test_mixed_float16_trains_and_restores_the_policy(tmp_path):
+    config = tiny_config(tmp_path, mixed_precision="mixed_float16", epochs=1)
+    results = training.train(config, verbose=0)
+    assert results["optimizer_iterations"] == 3
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.saving.load_model(results["paths"]["best_model"], compile=False)
+    policies = {layer.dtype_policy.name for layer in model.layers if layer.weights}
+    assert "mixed_float16" in policies
+
+
+@pytest.mark.parametrize(
+    "tf_config, expected",
+    [
+        (None, (None, 0, True)),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, ("worker", 0, True)),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, ("worker", 1, False)),
+        ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, ("worker", 0, False)),
+        ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, ("chief", 0, True)),
+    ],
+)
+def test_only_the_chief_writes_the_run_directory(monkeypatch, tf_config, expected):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert training._cluster_task() == expected
