@@ -101,9 +101,12 @@ class LIF(keras.layers.Layer):
             spikes = ops.moveaxis(spikes, 0, 1)
         else:
             # Known length: unrolled, so exported graphs hold plain ops (no while loop).
+            # One unstack, not T slices `inputs[:, t]`: on TensorFlow each slice's gradient is
+            # a full-size (batch, time, ...) scatter, T of them per layer, which cost ~18% of
+            # an MS-ResNet-18 training step on CPU; unstack's gradient is a single stack.
             steps = []
-            for t in range(inputs.shape[1]):
-                u, s = self._step(u, inputs[:, t])
+            for x_t in ops.unstack(inputs, axis=1):
+                u, s = self._step(u, x_t)
                 steps.append(s)
             spikes = ops.stack(steps, axis=1)
         if self.stateful:
