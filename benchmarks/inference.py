@@ -6,11 +6,15 @@ Modes:
 - `predict`: `model.predict_on_batch` (Keras's compiled predict function, jitted on JAX).
 - `graph`, `xla`: the call wrapped in `tf.function`, without and with `jit_compile`
   (TensorFlow backend only).
-- `tflite_fp32`, `tflite_int8`: the model exported to a TensorFlow SavedModel and converted
-  with `tf.lite.TFLiteConverter` (float32, or full-integer int8 with float input and output,
-  calibrated on `--calibration_steps` random batches), run with
-  `ai_edge_litert.interpreter.Interpreter(num_threads=...)` (XNNPACK delegate). This script
-  converts the model itself (`keras_dta.export` was not available when it was written).
+- `tflite_fp32`, `tflite_int8`: converted with `keras_dta.export.convert_to_tflite` at a
+  static batch size (float32, or full-integer int8 with float input and output, calibrated
+  on `--calibration_steps` random images) and run with `keras_dta.export.make_interpreter`
+  (`ai_edge_litert` Interpreter, XNNPACK delegate, `--num_threads` threads).
+
+`--experimental_ceil_spike` swaps, in this process only, the spike's `cast(greater(v, 0))`
+for `ceil(clip(v, 0, 1))` (identical in float32) to measure what XNNPACK delegation of the
+LIF layers is worth: GREATER and the bool CAST are not delegated, so every LIF step splits
+the XNNPACK graph and runs on single-threaded builtin kernels.
 
 The weights are random: dense kernels take the same time whatever the values, so latency
 does not depend on training. Each figure is the median of `--runs` timed calls after
@@ -25,7 +29,6 @@ Usage:
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,53 +54,13 @@ def _keras_runner(model, mode, backend):
     return lambda x: fn(tf.constant(x)).numpy()
 
 
-def convert_tflite(model, saved_model_dir, quantize, input_shape, calibration_steps=8, seed=0):
-    """Converts a Keras model to a TFLite flatbuffer through a SavedModel.
-
-    Args:
-        model: the Keras model (TensorFlow backend).
-        saved_model_dir: str, where to write the SavedModel (reused for both precisions).
-        quantize: `"fp32"` or `"int8"` (full-integer weights and activations; float32
-            input and output tensors).
-        input_shape: tuple `(height, width, channels)`; the batch is left dynamic.
-        calibration_steps: int, random batches for the int8 ranges.
-        seed: int, seed of the calibration data.
-
-    Returns:
-        The flatbuffer as bytes.
-    """
-    import keras  # noqa: PLC0415
+def _tflite_runner(flatbuffer, num_threads):
     import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
-    if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-        model.export(saved_model_dir, format="tf_saved_model", verbose=False,
-                     input_signature=[keras.InputSpec(shape=(1, *input_shape), dtype="float32")])
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    if quantize == "int8":
-        rng = np.random.default_rng(seed)
+    from keras_dta import export  # noqa: PLC0415
 
-        def representative():
-            for _ in range(calibration_steps):
-                yield [rng.normal(size=(1, *input_shape)).astype("float32")]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif quantize != "fp32":
-        raise ValueError(f"`quantize` must be 'fp32' or 'int8'. Received: quantize={quantize}")
-    return converter.convert()
-
-
-def _tflite_runner(flatbuffer, batch_size, num_threads):
-    import numpy as np  # noqa: PLC0415
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
-
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=num_threads)
+    interpreter, delegate = export.make_interpreter(flatbuffer, threads=num_threads)
     index = interpreter.get_input_details()[0]["index"]
-    if batch_size != 1:
-        interpreter.resize_tensor_input(index, (batch_size, *interpreter.get_input_details()[0]["shape"][1:]))
-    interpreter.allocate_tensors()
     out = interpreter.get_output_details()[0]["index"]
 
     def run(x):
@@ -105,7 +68,14 @@ def _tflite_runner(flatbuffer, batch_size, num_threads):
         interpreter.invoke()
         return np.array(interpreter.get_tensor(out))
 
-    return run
+    return run, delegate
+
+
+def _ceil_heaviside(v):
+    """`v > 0` as ceil(clip(v, 0, 1)): equal for every finite float, but XNNPACK-delegable."""
+    from keras import ops  # noqa: PLC0415
+
+    return ops.ceil(ops.clip(v, 0.0, 1.0))
 
 
 def main(argv=None):
@@ -117,7 +87,9 @@ def main(argv=None):
     parser.add_argument("--num_threads", type=int, default=os.cpu_count(), help="TFLite interpreter threads")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--calibration_steps", type=int, default=8)
+    parser.add_argument("--calibration_steps", type=int, default=8, help="int8 calibration images")
+    parser.add_argument("--experimental_ceil_spike", action="store_true",
+                        help="spike as ceil(clip(v, 0, 1)) in this process (see the docstring)")
     parser.add_argument("--tflite_dir", default=None, help="keep the .tflite files here")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
@@ -135,6 +107,8 @@ def main(argv=None):
 
     import keras_dta  # noqa: PLC0415
 
+    if args.experimental_ceil_spike:
+        keras_dta.surrogates.heaviside = _ceil_heaviside
     backend = keras.backend.backend()
     if any(m in TFLITE_MODES for m in modes) and backend != "tensorflow":
         parser.error(f"TFLite modes need KERAS_BACKEND=tensorflow. Received: backend={backend}")
@@ -143,22 +117,35 @@ def main(argv=None):
     model = keras_dta.models.ms_resnet18(attn=args.attn, T=args.T, input_shape=input_shape)
     rng = np.random.default_rng(0)
     results = []
-    tmp = tempfile.TemporaryDirectory(prefix="keras_dta_inference_")
+    calibration = rng.normal(size=(args.calibration_steps, *input_shape)).astype("float32")
     for mode in modes:
-        flatbuffer, convert_s = None, None
-        if mode in TFLITE_MODES:
-            start = time.perf_counter()
-            flatbuffer = convert_tflite(model, os.path.join(tmp.name, "saved_model"), mode.split("_")[1],
-                                        input_shape, args.calibration_steps)
-            convert_s = time.perf_counter() - start
-            if args.tflite_dir:
-                os.makedirs(args.tflite_dir, exist_ok=True)
-                with open(os.path.join(args.tflite_dir, f"ms_resnet18_{args.attn}_T{args.T}_{mode}.tflite"), "wb") as f:
-                    f.write(flatbuffer)
         for batch_size in batch_sizes:
             x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
-            if flatbuffer is not None:
-                run = _tflite_runner(flatbuffer, batch_size, args.num_threads)
+            flatbuffer, convert_s, delegate = None, None, None
+            if mode in TFLITE_MODES:
+                from keras_dta import export  # noqa: PLC0415
+
+                start = time.perf_counter()
+                try:
+                    flatbuffer = export.convert_to_tflite(
+                        model, quantize="int8" if mode == "tflite_int8" else "none",
+                        calibration_data=calibration, num_calibration=args.calibration_steps,
+                        batch_size=batch_size)
+                except (RuntimeError, ValueError) as error:
+                    # convert_to_tflite calibrates int8 on one-image batches, which a model
+                    # converted with a static batch > 1 cannot take.
+                    message = str(error).splitlines()[0][:200]
+                    print(f"{mode} batch={batch_size}: conversion failed: {message}", flush=True)
+                    results.append({"backend": backend, "mode": mode, "T": args.T,
+                                    "batch_size": batch_size, "error": message})
+                    continue
+                convert_s = time.perf_counter() - start
+                if args.tflite_dir:
+                    os.makedirs(args.tflite_dir, exist_ok=True)
+                    name = f"ms_resnet18_{args.attn}_T{args.T}_{mode}_b{batch_size}.tflite"
+                    with open(os.path.join(args.tflite_dir, name), "wb") as f:
+                        f.write(flatbuffer)
+                run, delegate = _tflite_runner(flatbuffer, args.num_threads)
             else:
                 run = _keras_runner(model, mode, backend)
             times, cpu = common.time_calls(lambda: run(x), runs=args.runs, warmup=args.warmup)
@@ -171,18 +158,18 @@ def main(argv=None):
                 "load_average": os.getloadavg(),
                 "num_threads": args.num_threads if flatbuffer is not None else None,
                 "tflite_mb": len(flatbuffer) / 1e6 if flatbuffer is not None else None,
-                "convert_s": convert_s,
+                "convert_s": convert_s, "delegate": delegate,
+                "ceil_spike": args.experimental_ceil_spike,
             }
             results.append(row)
-            print(f"{mode} batch={batch_size}: {row['latency_ms']:.1f} ms/batch, "
+            print(f"{mode} batch={batch_size}: {row['latency_ms']:.1f} ms/batch (min {row['min_s'] * 1e3:.1f}), "
                   f"{row['images_per_s']:.2f} images/s", flush=True)
-    tmp.cleanup()
     columns = [
         ("backend", "backend", None), ("mode", "mode", None), ("T", "T", None),
         ("batch_size", "batch", None), ("latency_ms", "ms/batch", "{:.1f}"),
         ("images_per_s", "images/s", "{:.2f}"), ("median_cpu_s", "CPU s/batch", "{:.3f}"),
         ("num_threads", "threads", None),
-        ("tflite_mb", "MB", "{:.1f}"),
+        ("tflite_mb", "MB", "{:.1f}"), ("error", "error", None),
     ]
     print(common.format_table(results, columns))
     common.write_json(args.output, {
