@@ -16,9 +16,10 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 
 import numpy as np
+
+from keras_dta import files
 
 logger = logging.getLogger(__name__)
 
@@ -319,15 +320,7 @@ def main(argv=None):
         load_reference_weights(model, state_dict)
     except (ImportError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
-    directory = os.path.dirname(os.path.abspath(args.output))
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    files.save_model(model, args.output)
     logger.info("Wrote %s", args.output)
     return 0
 

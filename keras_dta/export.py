@@ -24,11 +24,12 @@ Example:
 import collections
 import logging
 import os
-import shutil
 import tempfile
 import time
 
 import numpy as np
+
+from keras_dta import files
 
 logger = logging.getLogger(__name__)
 
@@ -123,53 +124,9 @@ def check_inputs(model, array, name):
     return array.astype("float32")
 
 
-def _atomic_replace_dir(build, output_dir):
-    """Calls `build(tmp_dir)`, then moves `tmp_dir` to `output_dir`, replacing it.
-
-    A failing `build` leaves `output_dir` as it was; the swap itself is two renames.
-    """
-    output_dir = os.path.abspath(output_dir)
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"The SavedModel output must be a directory. Received: output={output_dir!r}")
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(output_dir))
-    target = os.path.join(staging, "model")
-    try:
-        build(target)
-        backup = None
-        if os.path.exists(output_dir):
-            backup = os.path.join(staging, "previous")
-            os.replace(output_dir, backup)
-        os.replace(target, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return output_dir
-
-
 def write_atomic(path, data):
-    """Writes bytes to `path` through a temporary file in the same directory.
-
-    Readers see the old file or the new one, never a partial one; if writing fails the old
-    file stays.
-
-    Args:
-        path: str, the destination.
-        data: bytes.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes bytes to `path` atomically (see `keras_dta.files.write_bytes`)."""
+    files.write_bytes(path, data)
 
 
 def _write_saved_model(model, path, batch_size):
@@ -205,7 +162,7 @@ def export_saved_model(model, output_dir, batch_size=None):
     if isinstance(model, (str, os.PathLike)):
         model = load_model(os.fspath(model))
     _input_spec(model, batch_size)  # validate before writing anything
-    path = _atomic_replace_dir(lambda tmp: _write_saved_model(model, tmp, batch_size), output_dir)
+    path = files.replace_dir(lambda tmp: _write_saved_model(model, tmp, batch_size), output_dir)
     logger.info("Wrote the SavedModel %s", path)
     return path
 

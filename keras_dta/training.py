@@ -33,11 +33,11 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 
 import keras
 from keras import ops
 
+from keras_dta import files
 from keras_dta.data import datasets
 
 logger = logging.getLogger(__name__)
@@ -483,32 +483,6 @@ def _resolve_jit_compile(jit_compile, strategy):
 # ---------------------------------------------------------------------------
 
 
-def _atomic_write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_write_json(path, value):
-    _atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-def _atomic_save_model(model, path):
-    """`model.save(path)` through a temporary file, so `path` is never half-written."""
-    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
 def _comparable(config_dict):
     return {k: v for k, v in config_dict.items() if k not in _EXECUTION_KEYS}
 
@@ -554,7 +528,7 @@ def prepare_run_dir(config):
             status = "complete"
         else:
             status = "resume"
-    _atomic_write_json(path, config.to_dict())
+    files.write_json(path, config.to_dict())
     return status
 
 
@@ -669,14 +643,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.last = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
         if not self.enabled:
             return
-        _atomic_save_model(self.model, self.last_path)
+        files.save_model(self.model, self.last_path)
         value = logs.get(self.monitor)
         if value is None:
             return
         if self.best is None or float(value) > self.best[self.monitor]:
-            _atomic_save_model(self.model, self.best_path)
+            files.save_model(self.model, self.best_path)
             self.best = dict(self.last)
-            _atomic_write_json(self.best_json, self.best)
+            files.write_json(self.best_json, self.best)
             logger.info(
                 "Epoch %d: new best %s %.4f, saved %s",
                 epoch + 1,
@@ -743,18 +717,13 @@ def _tensorboard_callback(log_dir):
 
 def _export_saved_model(best_path, export_dir, loss):
     """Exports the best model as a SavedModel of mean-over-time logits."""
+    from keras_dta import export
     from keras_dta.layers import MeanOverTime
 
     model = keras.saving.load_model(best_path, compile=False)
     if loss == "tet":
         model = keras.Model(model.input, MeanOverTime()(model.output), name=model.name)
-    tmp = export_dir + ".tmp"
-    if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
-    model.export(tmp, format="tf_saved_model", verbose=False)
-    if os.path.isdir(export_dir):
-        shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
+    export.export_saved_model(model, export_dir)
 
 
 def train(config, *, callbacks=None, verbose="auto"):
@@ -935,12 +904,12 @@ def train(config, *, callbacks=None, verbose="auto"):
         }
         if is_chief:
             if not os.path.exists(checkpoint.best_path):
-                _atomic_save_model(model, checkpoint.best_path)
+                files.save_model(model, checkpoint.best_path)
             if config.export:
                 _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
             else:
                 paths["saved_model"] = None
-            _atomic_write_json(results_path, results)
+            files.write_json(results_path, results)
         # The run is complete: its backup is no longer needed.
         if os.path.isdir(backup.backup_dir):
             shutil.rmtree(backup.backup_dir)

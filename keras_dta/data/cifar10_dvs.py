@@ -47,6 +47,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from keras_dta import files
 from keras_dta.data import aedat
 from keras_dta.data import mixing
 
@@ -393,13 +394,6 @@ def _read_meta(path):
     return meta
 
 
-def _atomic_write_text(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _example(frames, label, index):
     feature = {
         "frames": tf.train.Feature(
@@ -413,31 +407,25 @@ def _example(frames, label, index):
 
 def _write_split(path, recordings, reader, T, image_size, skip_bad, progress):
     """Writes one split's TFRecord file; returns (count, skipped)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
     count, skipped = 0, []
-    try:
-        options = tf.io.TFRecordOptions(
-            compression_type=_COMPRESSION, compression_level=_COMPRESSION_LEVEL
-        )
-        with tf.io.TFRecordWriter(tmp, options=options) as writer:
-            for rec in recordings:
-                try:
-                    frames = recording_to_frames(reader.read(rec), T, image_size, name=rec.name)
-                except (ValueError, OSError) as e:
-                    if not skip_bad:
-                        if isinstance(e, OSError):
-                            raise ValueError(f"{rec.name}: cannot read ({e}).") from e
-                        raise
-                    logger.debug("Skipping %s: %s", rec.name, e)
-                    skipped.append({"file": rec.name, "error": str(e)})
-                else:
-                    writer.write(_example(frames, rec.label, rec.index))
-                    count += 1
-                progress()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    options = tf.io.TFRecordOptions(
+        compression_type=_COMPRESSION, compression_level=_COMPRESSION_LEVEL
+    )
+    with files.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp, options=options) as writer:
+        for rec in recordings:
+            try:
+                frames = recording_to_frames(reader.read(rec), T, image_size, name=rec.name)
+            except (ValueError, OSError) as e:
+                if not skip_bad:
+                    if isinstance(e, OSError):
+                        raise ValueError(f"{rec.name}: cannot read ({e}).") from e
+                    raise
+                logger.debug("Skipping %s: %s", rec.name, e)
+                skipped.append({"file": rec.name, "error": str(e)})
+            else:
+                writer.write(_example(frames, rec.label, rec.index))
+                count += 1
+            progress()
     return count, skipped
 
 
@@ -542,7 +530,7 @@ def _build(data_dir, path, T, image_size, skip_bad):
             total,
             meta["skipped"][0]["error"],
         )
-    _atomic_write_text(os.path.join(path, "meta.json"), json.dumps(meta, indent=1))
+    files.write_text(os.path.join(path, "meta.json"), json.dumps(meta, indent=1))
     logger.info("CIFAR10-DVS cache done in %.0f s.", time.monotonic() - start)
     return meta
 

@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+from keras_dta import files
+
+
+def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "a.json"
+    files.write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write("partial")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text().strip() == '{\n  "v": 1\n}'
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_write_bytes_rejects_text(tmp_path):
+    with pytest.raises(TypeError, match="type\\(data\\)=str"):
+        files.write_bytes(tmp_path / "b", "text")
+    assert not (tmp_path / "b").exists()
+
+
+def test_replace_dir(tmp_path):
+    out = tmp_path / "out"
+
+    def build(content):
+        def _build(path):
+            os.makedirs(path)
+            (open(os.path.join(path, "f"), "w")).write(content)
+        return _build
+
+    files.replace_dir(build("one"), out)
+    files.replace_dir(build("two"), out)
+    assert (out / "f").read_text() == "two"
+
+    def failing(path):
+        os.makedirs(path)
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        files.replace_dir(failing, out)
+    assert (out / "f").read_text() == "two"
+    assert sorted(os.listdir(tmp_path)) == ["out"]
