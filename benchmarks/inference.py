@@ -12,9 +12,11 @@ Modes:
   (`ai_edge_litert` Interpreter, XNNPACK delegate, `--num_threads` threads).
 
 `--experimental_ceil_spike` swaps, in this process only, the spike's `cast(greater(v, 0))`
-for `ceil(clip(v, 0, 1))` (identical in float32) to measure what XNNPACK delegation of the
-LIF layers is worth: GREATER and the bool CAST are not delegated, so every LIF step splits
-the XNNPACK graph and runs on single-threaded builtin kernels.
+for `ceil(clip(v, 0, 1))` (identical in float32), an experiment on XNNPACK delegation of the
+LIF layers: GREATER and the bool CAST are not delegated, so each of the 108 spikes of
+MS-ResNet-18 at T = 6 splits the XNNPACK graph (143 partitions in int8). CEIL is not
+delegated in int8 either (161 partitions); interleaved runs gave ~10% on int8, nothing on
+float32, so the library keeps `greater`.
 
 The weights are random: dense kernels take the same time whatever the values, so latency
 does not depend on training. Each figure is the median of `--runs` timed calls after
