@@ -2,15 +2,16 @@
 
 import importlib
 
-# Imported eagerly: importing keras_dta registers its layers, so `.keras` files load.
-from keras_dta import layers, models, surrogates
+# Imported eagerly: importing keras_dta registers its layers, losses and optimizer, so
+# `.keras` files (the trainer's checkpoints included) load.
+from keras_dta import layers, losses, models, optimizers, surrogates
 
 __version__ = "0.1.0"
 
 # Heavier modules (datasets, trainer, export) load on first use.
 _LAZY = ("convert", "data", "training", "export", "stats")
 
-__all__ = ["layers", "models", "surrogates", *_LAZY]
+__all__ = ["layers", "losses", "models", "optimizers", "surrogates", *_LAZY]
 
 
 def __getattr__(name):

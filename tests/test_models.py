@@ -184,9 +184,18 @@ def test_saved_model_loads_in_a_fresh_process_after_import(tmp_path):
     import subprocess
     import sys
 
-    tiny().save(tmp_path / "m.keras")
+    from keras_dta.losses import MeanOverTimeAccuracy, TETLoss
+    from keras_dta.optimizers import CoupledSGD
+
+    # A trainer-style checkpoint: per-step logits, TET loss, the coupled-decay optimizer.
+    model = tiny(return_sequences=True)
+    model.compile(optimizer=CoupledSGD(0.1, momentum=0.9, l2_weight_decay=1e-4), loss=TETLoss(),
+                  metrics=[MeanOverTimeAccuracy()])
+    model.fit(np.random.rand(2, 8, 8, 3).astype("float32"), np.eye(3, dtype="float32")[[0, 1]], verbose=0)
+    model.save(tmp_path / "m.keras")
     code = ("import sys, keras, keras_dta; "
-            "m = keras.saving.load_model(sys.argv[1], safe_mode=True); print(m.output_shape)")
+            "m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+            "print(m.output_shape, type(m.optimizer).__name__, int(m.optimizer.iterations))")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "(None, 3)" in result.stdout
+    assert "(None, 2, 3) CoupledSGD 1" in result.stdout
