@@ -126,6 +126,9 @@ def _iterate_batches(data, steps, batch_size):
     if isinstance(data, np.ndarray) or (hasattr(data, "shape") and hasattr(data, "dtype")):
         data = np.asarray(data)
         batches = (data[i : i + batch_size] for i in range(0, len(data), batch_size))
+    elif hasattr(data, "as_numpy_iterator"):
+        # tf.data: NumPy batches, which every backend's predict accepts.
+        batches = data.as_numpy_iterator()
     else:
         batches = iter(data)
     for i, batch in enumerate(batches):
