@@ -12,6 +12,8 @@ model_dir/
   last.keras        the model after the last finished epoch
   saved_model/      a TF SavedModel of the best model (mean-over-time logits)
   results.json      written when the run is complete
+  spike_stats.json  firing rate per LIF layer and the energy estimate of the best model
+  firing_rates.png  the firing rates, plotted
   backup/           BackupAndRestore state while the run is in progress
 ```
 
@@ -51,7 +53,12 @@ DISTRIBUTE_KINDS = ("auto", "none", "mirrored", "multi_worker")
 
 # Keys that say how a run is executed rather than what it computes: a run
 # directory may be resumed with them changed.
-_EXECUTION_KEYS = ("model_dir", "data_dir", "overwrite", "jit_compile", "distribute", "export")
+_EXECUTION_KEYS = (
+    "model_dir", "data_dir", "overwrite", "jit_compile", "distribute", "export", "firing_rate_freq",
+)
+
+# Test batches the spike statistics (firing rates, energy) are measured on.
+SPIKE_STATS_BATCHES = 4
 
 _RUN_FILES = (
     "results.json",
@@ -59,6 +66,8 @@ _RUN_FILES = (
     "best.json",
     "last.keras",
     "history.csv",
+    "spike_stats.json",
+    "firing_rates.png",
 )
 _RUN_DIRS = ("logs", "backup", "saved_model")
 
@@ -108,6 +117,9 @@ class TrainConfig:
         distribute: one of `DISTRIBUTE_KINDS`.
         seed: random seed.
         export: write a SavedModel of the best model at the end.
+        firing_rate_freq: log the firing rate of every LIF layer to TensorBoard
+            every this many epochs (0: never), measured on
+            `SPIKE_STATS_BATCHES` test batches.
         overwrite: replace a run of another configuration in `model_dir`, or
             retrain a finished one.
     """
@@ -135,6 +147,7 @@ class TrainConfig:
     distribute: str = "auto"
     seed: int = 0
     export: bool = True
+    firing_rate_freq: int = 1
     overwrite: bool = False
 
     @property
@@ -158,10 +171,11 @@ class TrainConfig:
             )
         for name in ("T", "epochs", "batch_size", "base_batch_size"):
             _check_positive_int(name, getattr(self, name))
-        for name in ("steps_per_epoch", "eval_steps", "seed"):
+        for name in ("steps_per_epoch", "eval_steps", "seed", "firing_rate_freq"):
             value = getattr(self, name)
             if value is not None:
-                _check_positive_int(name, value, minimum=0 if name == "seed" else 1)
+                minimum = 0 if name in ("seed", "firing_rate_freq") else 1
+                _check_positive_int(name, value, minimum=minimum)
         if self.backup_freq != "epoch":
             _check_positive_int("backup_freq", self.backup_freq)
         for name, lo, hi in (
@@ -616,6 +630,19 @@ def _export_saved_model(best_path, export_dir, loss):
     export.export_saved_model(model, export_dir)
 
 
+def _write_spike_stats(best_path, data, json_path, png_path):
+    """Firing rates and the energy estimate of the best model, as JSON and a PNG plot."""
+    from keras_dta import stats
+
+    model = keras.saving.load_model(best_path, compile=False)
+    rates = stats.firing_rates(model, data)
+    report = stats.energy(model, rates)
+    files.write_json(json_path, {"firing_rates": rates, "energy": report.to_dict()})
+    stats.plot_firing_rates(rates, png_path)
+    logger.info("Spike statistics of the best model:\n%s", stats.format_energy_table(report))
+    return rates
+
+
 def train(config, *, callbacks=None, verbose="auto"):
     """Trains the model described by `config` and fills its run directory.
 
@@ -718,8 +745,20 @@ def train(config, *, callbacks=None, verbose="auto"):
             checkpoint,
             keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
         ]
+        stats_data = eval_ds.take(SPIKE_STATS_BATCHES)
         if is_chief:
             all_callbacks.append(_tensorboard_callback(os.path.join(write_dir, "logs")))
+            if config.firing_rate_freq:
+                from keras_dta import stats
+
+                all_callbacks.append(
+                    stats.FiringRateLogger(
+                        stats_data,
+                        os.path.join(write_dir, "logs"),
+                        every_n_epochs=config.firing_rate_freq,
+                        on_train_end=False,
+                    )
+                )
         all_callbacks.append(backup)  # last: it saves what the others have seen
         all_callbacks.extend(callbacks or [])
 
@@ -780,6 +819,8 @@ def train(config, *, callbacks=None, verbose="auto"):
             "saved_model": os.path.abspath(os.path.join(model_dir, "saved_model")),
             "logs": os.path.abspath(os.path.join(model_dir, "logs")),
             "history": os.path.abspath(os.path.join(model_dir, "history.csv")),
+            "spike_stats": os.path.abspath(os.path.join(model_dir, "spike_stats.json")),
+            "firing_rates_plot": os.path.abspath(os.path.join(model_dir, "firing_rates.png")),
         }
         results = {
             "test_accuracy": best["val_accuracy"],
@@ -799,6 +840,10 @@ def train(config, *, callbacks=None, verbose="auto"):
                 _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
             else:
                 paths["saved_model"] = None
+            rates = _write_spike_stats(
+                checkpoint.best_path, stats_data, paths["spike_stats"], paths["firing_rates_plot"]
+            )
+            results["mean_firing_rate"] = sum(rates.values()) / len(rates)
             files.write_json(results_path, results)
         # The run is complete: its backup is no longer needed.
         if os.path.isdir(backup.backup_dir):

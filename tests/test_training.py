@@ -215,6 +215,20 @@ def test_train_digits_writes_the_run_directory(digits_run):
     exported = tf.saved_model.load(os.path.join(run, "saved_model"))
     np.testing.assert_allclose(exported.serve(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
 
+    # Spike statistics of the best model: rates per LIF layer, energy, plot, TensorBoard.
+    from keras_dta import stats
+
+    with open(os.path.join(run, "spike_stats.json")) as f:
+        spike_stats = json.load(f)
+    rates = spike_stats["firing_rates"]
+    assert set(rates) == {layer.name for layer in stats.lif_layers(model)}
+    assert all(0.0 <= r <= 1.0 for r in rates.values()) and max(rates.values()) > 0
+    assert results["mean_firing_rate"] == pytest.approx(np.mean(list(rates.values())))
+    assert spike_stats["energy"]["ann_energy_pj"] > 0
+    with open(os.path.join(run, "firing_rates.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(os.path.join(run, "logs", "firing_rates"))
+
     # The same configuration again: finished, so nothing is retrained.
     assert training.train(config, verbose=0) == results
 

@@ -74,6 +74,9 @@ flags.DEFINE_enum(
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("loss", "ce", list(training.LOSSES), "ce on mean-over-time logits, or tet.")
 flags.DEFINE_bool("export", True, "Export a SavedModel of the best model at the end.")
+flags.DEFINE_integer(
+    "firing_rate_freq", 1, "Log LIF firing rates to TensorBoard every N epochs (0: never)."
+)
 flags.DEFINE_bool(
     "overwrite", False, "Replace a run of another configuration in --model_dir (or retrain a finished one)."
 )
@@ -110,6 +113,7 @@ def config_from_flags():
         seed=FLAGS.seed,
         loss=FLAGS.loss,
         export=FLAGS.export,
+        firing_rate_freq=FLAGS.firing_rate_freq,
         overwrite=FLAGS.overwrite,
     )
     return config.validate()
