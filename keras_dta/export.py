@@ -206,6 +206,11 @@ def convert_to_tflite(
                 "`--dataset`). Received: calibration_data=None"
             )
         calibration_data = check_inputs(model, calibration_data, "calibration_data")[:num_calibration]
+        if len(calibration_data) < batch_size:
+            raise ValueError(
+                f"Calibration needs at least one full batch of {batch_size} examples. "
+                f"Received: {len(calibration_data)} calibration examples"
+            )
 
     with tempfile.TemporaryDirectory(prefix="keras_dta_export_") as tmp:
         # Through a SavedModel: the converter then freezes the variables into constants
@@ -227,8 +232,10 @@ def convert_to_tflite(
             ]
 
             def representative_dataset():
-                for i in range(len(calibration_data)):
-                    yield [calibration_data[i : i + 1]]
+                # Batches of the converted model's static batch size; a trailing part
+                # batch would not fit its reshapes, so it is dropped.
+                for i in range(0, len(calibration_data) - batch_size + 1, batch_size):
+                    yield [calibration_data[i : i + batch_size]]
 
             converter.representative_dataset = representative_dataset
             if int8_io:

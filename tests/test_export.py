@@ -149,6 +149,22 @@ def test_int8(model, data, tmp_path, int8_io):
     assert set(report["float_ops"]) <= {"CAST", "SUB", "PACK", "DEQUANTIZE"}
 
 
+def test_int8_with_a_larger_static_batch(model, data):
+    x_train, _, x_test, _ = data
+    content = export.convert_to_tflite(model, quantize="int8", calibration_data=x_train,
+                                       num_calibration=16, batch_size=4)
+    interpreter, _ = export.make_interpreter(content)
+    detail = interpreter.get_input_details()[0]
+    assert tuple(detail["shape"]) == (4, *x_test.shape[1:])
+    interpreter.set_tensor(detail["index"], x_test[:4].astype("float32"))
+    interpreter.invoke()
+    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected = model.predict(x_test[:4], verbose=0)
+    assert (logits.argmax(-1) == expected.argmax(-1)).mean() >= 0.75
+    with pytest.raises(ValueError, match="at least one full batch of 4"):
+        export.convert_to_tflite(model, quantize="int8", calibration_data=x_train, num_calibration=3, batch_size=4)
+
+
 def test_saved_model_serves(model, data, tmp_path):
     import tensorflow as tf
 
