@@ -623,7 +623,7 @@ class FiringRateLogger(keras.callbacks.Callback):
         self.rates = rates
         self.history[epoch] = rates
         self._last_epoch = epoch
-        logger.info("Epoch %d firing rates: %s", epoch, rates)
+        logger.debug("Epoch %d firing rates: %s", epoch, rates)
 
     def _scalar(self, tag, value, step):
         # tf.summary.scalar lives in the tensorboard package, which TensorFlow does not

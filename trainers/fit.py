@@ -146,6 +146,8 @@ def main(argv):
         logging.info("SavedModel: %s", paths["saved_model"])
     logging.info("TensorBoard logs: %s", paths["logs"])
     logging.info("History: %s", paths["history"])
+    if paths.get("spike_stats"):
+        logging.info("Spike statistics: %s (plot: %s)", paths["spike_stats"], paths["firing_rates_plot"])
     logging.info("Config: %s", paths["config"])
     return 0
 
