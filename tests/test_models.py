@@ -199,3 +199,14 @@ def test_saved_model_loads_in_a_fresh_process_after_import(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(None, 2, 3) CoupledSGD 1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [layers.RepeatTime(4, name="r"), layers.MeanOverTime(name="m"),
+     layers.TimeFold(keras.layers.Conv2D(5, 3, use_bias=False), name="f")],
+)
+def test_time_layer_config_round_trip(layer):
+    config = keras.layers.serialize(layer)
+    clone = keras.layers.deserialize(config)
+    assert type(clone) is type(layer) and keras.layers.serialize(clone) == config
