@@ -44,3 +44,12 @@ def test_replace_dir(tmp_path):
         files.replace_dir(failing, out)
     assert (out / "f").read_text() == "two"
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "c.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.txt").stat().st_mode & 0o777 == 0o644
