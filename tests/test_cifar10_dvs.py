@@ -402,3 +402,26 @@ def test_augment_is_seeded_and_same_for_all_frames():
         outs.append(out)
     assert len({o.tobytes() for o in outs}) > 6
     assert any(np.array_equal(o[0], one[:, ::-1]) for o in outs)  # a plain flip shows up
+
+
+def test_trainer_runs_on_a_miniature_recording_set(tmp_path):
+    import keras
+
+    from keras_dta import training
+
+    data_dir = make_dataset(tmp_path / "dvs", "folder")
+    config = training.make_config(
+        "cifar10_dvs", data_dir=data_dir, model_dir=str(tmp_path / "run"), T=2, epochs=1,
+        batch_size=4, steps_per_epoch=2, eval_steps=1, jit_compile=False, distribute="none",
+        export=False,
+        # At least 16 channels into the strided shortcut: TensorFlow 2.21's oneDNN CPU kernel
+        # crashes (SIGSEGV) in the weight gradient of a 1x1 stride-2 convolution with 8 or fewer
+        # input channels on 48x48 inputs. The paper's widths (64 and up) are not affected.
+        model_kwargs=dict(stem_filters=16, stage_filters=(16, 32), stage_blocks=(1, 1), stage_strides=(1, 2)),
+    )
+    results = training.train(config, verbose=0)
+    assert results["optimizer_iterations"] == 2
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    model = keras.saving.load_model(results["paths"]["best_model"])
+    assert model.input_shape == (None, 2, 48, 48, 2)
+    assert os.path.isdir(os.path.join(data_dir, "keras_dta_cache", "T2_48"))
