@@ -362,6 +362,28 @@ def make_strategy(kind):
     return tf.distribute.MirroredStrategy(devices)
 
 
+class MultiWorkerUnsupportedError(RuntimeError):
+    """Keras's `fit` failed under `MultiWorkerMirroredStrategy` (a Keras 3 bug)."""
+
+
+def _fit(model, strategy, *args, **kwargs):
+    """`model.fit`, turning Keras 3's known multi-worker failure into a clear error."""
+    import tensorflow as tf
+
+    try:
+        return model.fit(*args, **kwargs)
+    except ValueError as error:
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and "PerReplica" in str(error):
+            raise MultiWorkerUnsupportedError(
+                f"Keras {keras.__version__}'s model.fit does not run under "
+                "MultiWorkerMirroredStrategy: it fails while building the model from a "
+                "distributed batch (keras-team/keras#20585, tensorflow/tensorflow#72388). "
+                "The strategy and TF_CONFIG were set up correctly. Train on one host with "
+                "--distribute=mirrored (all its GPUs) until Keras fixes this."
+            ) from error
+        raise
+
+
 def _resolve_jit_compile(jit_compile, strategy):
     import tensorflow as tf
 
@@ -786,7 +808,9 @@ def train(config, *, callbacks=None, verbose="auto"):
         )
         if step_in_epoch and epoch < config.epochs:
             # The rest of the interrupted epoch, then the following epochs.
-            model.fit(
+            _fit(
+                model,
+                strategy,
                 train_ds,
                 initial_epoch=epoch,
                 epochs=epoch + 1,
@@ -795,7 +819,9 @@ def train(config, *, callbacks=None, verbose="auto"):
             )
             epoch += 1
         if epoch < config.epochs:
-            model.fit(
+            _fit(
+                model,
+                strategy,
                 train_ds,
                 initial_epoch=epoch,
                 epochs=config.epochs,

@@ -125,3 +125,44 @@ def test_command_line_run(tmp_path):
     assert config["jit_compile"] is False and config["epochs"] == 1
     results = json.loads((run / "results.json").read_text())
     assert results["optimizer_iterations"] == 2
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_on_two_local_processes(tmp_path):
+    """Two workers on loopback. Keras 3.15's fit fails under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585); the trainer must say so clearly and lose nothing. When Keras
+    fixes it, this run trains, and the test checks the result instead."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "trainers", "fit.py"), "--distribute=multi_worker",
+             f"--model_dir={run_dir}", "--epochs=1", "--steps_per_epoch=2", "--eval_steps=1",
+             "--batch_size=8", "--export=false"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=240)
+        outputs.append((proc.returncode, out))
+    (code, out), _ = outputs
+    assert "MultiWorkerMirroredStrategy with cluster_spec" in out  # the strategy was really built
+    if code == 0:
+        results = json.loads((run_dir / "results.json").read_text())
+        assert results["num_replicas"] == 2 and results["optimizer_iterations"] == 2
+    else:
+        assert code == 1 and "keras-team/keras#20585" in out, out[-3000:]
+        assert json.loads((run_dir / "config.json").read_text())["distribute"] == "multi_worker"

@@ -129,7 +129,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     try:
         results = training.train(config, verbose=1 if sys.stdout.isatty() else 2)
-    except training.NonFiniteLossError as e:
+    except (training.NonFiniteLossError, training.MultiWorkerUnsupportedError) as e:
         logging.error("%s", e)
         return 1
     paths = results["paths"]
