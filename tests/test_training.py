@@ -385,3 +385,22 @@ def test_only_the_chief_writes_the_run_directory(monkeypatch, tf_config, expecte
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     assert training._cluster_task() == expected
+
+
+def test_train_imagenet_through_tfds(tmp_path):
+    data_dir = tmp_path / "tfds"
+    manual = data_dir / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
+        (manual / name).touch()  # the trainer's manual-download check; mock_data supplies the images
+    config = training.make_config(
+        "imagenet2012", data_dir=str(data_dir), model_dir=str(tmp_path / "run"), T=1, epochs=1,
+        batch_size=2, steps_per_epoch=1, eval_steps=1, jit_compile=False, distribute="none",
+        export=False,
+        model_kwargs=dict(stem_filters=16, stage_filters=(16, 32), stage_blocks=(1, 1), stage_strides=(1, 2)),
+    )
+    with tfds.testing.mock_data(num_examples=4):
+        results = training.train(config, verbose=0)
+    assert results["optimizer_iterations"] == 1
+    model = keras.saving.load_model(results["paths"]["best_model"])
+    assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 1000)

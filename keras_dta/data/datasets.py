@@ -252,7 +252,8 @@ class TfdsImages:
         builder = tfds.builder(self.tfds_name, data_dir=data_dir)
         if builder.is_prepared():
             return
-        manual_dir = os.path.join(str(builder.data_dir_root), "downloads", "manual")
+        root = data_dir if data_dir else str(builder.data_dir_root)
+        manual_dir = os.path.join(os.path.expanduser(root), "downloads", "manual")
         missing = [
             f for f in _IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
         ]
