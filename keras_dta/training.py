@@ -29,6 +29,7 @@ from its last backup, and ends with the same number of epochs, optimizer
 iterations and learning-rate schedule as an uninterrupted run.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -366,20 +367,64 @@ class MultiWorkerUnsupportedError(RuntimeError):
     """Keras's `fit` failed under `MultiWorkerMirroredStrategy` (a Keras 3 bug)."""
 
 
+@contextlib.contextmanager
+def _multi_worker_fit_fixes(model, strategy):
+    """Works around Keras 3's `fit` under `MultiWorkerMirroredStrategy`.
+
+    Keras 3 (through 3.15 at least; keras-team/keras#20585, tensorflow/tensorflow#72388)
+    fails there twice: its symbolic build reduces a distributed `(x, y)` batch with
+    `strategy.reduce`, which the collective strategy rejects, and it reduces each step's
+    scalar logs with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars. Under this
+    strategy only, the model is left without its own strategy reference (Keras then takes the
+    one in scope, and skips the symbolic build until the train function is traced), and the
+    logs are reduced over replicas with `axis=None`. Other strategies run untouched.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction="auto"):
+        if reduction not in ("auto", "mean"):
+            return original_reduce(values, strategy, reduction)
+
+        def reduce(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.reduce("MEAN", value, axis=None)
+            return value
+
+        return tf.nest.map_structure(reduce, values)
+
+    saved_strategy = model._distribute_strategy
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    model._distribute_strategy = None
+    try:
+        with strategy.scope():
+            yield
+    finally:
+        tf_trainer.reduce_per_replica = original_reduce
+        model._distribute_strategy = saved_strategy
+
+
 def _fit(model, strategy, *args, **kwargs):
-    """`model.fit`, turning Keras 3's known multi-worker failure into a clear error."""
+    """`model.fit`, with the multi-worker fixes, and a clear error if they fall short."""
     import tensorflow as tf
 
     try:
-        return model.fit(*args, **kwargs)
+        with _multi_worker_fit_fixes(model, strategy):
+            return model.fit(*args, **kwargs)
     except ValueError as error:
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and "PerReplica" in str(error):
             raise MultiWorkerUnsupportedError(
                 f"Keras {keras.__version__}'s model.fit does not run under "
-                "MultiWorkerMirroredStrategy: it fails while building the model from a "
-                "distributed batch (keras-team/keras#20585, tensorflow/tensorflow#72388). "
-                "The strategy and TF_CONFIG were set up correctly. Train on one host with "
-                "--distribute=mirrored (all its GPUs) until Keras fixes this."
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585, "
+                "tensorflow/tensorflow#72388), and keras_dta's workaround did not cover this "
+                "version. The strategy and TF_CONFIG were set up correctly. Train on one host "
+                "with --distribute=mirrored (all its GPUs)."
             ) from error
         raise
 
@@ -548,11 +593,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     restart.
     """
 
-    def __init__(self, model_dir, monitor="val_accuracy", enabled=True):
+    def __init__(self, model_dir, monitor="val_accuracy"):
         super().__init__()
         self.model_dir = model_dir
         self.monitor = monitor
-        self.enabled = enabled
         self.best_path = os.path.join(model_dir, "best.keras")
         self.last_path = os.path.join(model_dir, "last.keras")
         self.best_json = os.path.join(model_dir, "best.json")
@@ -567,8 +611,6 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.last = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        if not self.enabled:
-            return
         files.save_model(self.model, self.last_path)
         value = logs.get(self.monitor)
         if value is None:
@@ -761,7 +803,9 @@ def train(config, *, callbacks=None, verbose="auto"):
         backup = ResumableBackup(
             os.path.join(write_dir, "backup"), steps_per_epoch, save_freq=config.backup_freq
         )
-        checkpoint = RunCheckpoint(write_dir, enabled=is_chief)
+        # Every worker saves, the others into their own directory: under
+        # MultiWorkerMirroredStrategy saving is a collective operation.
+        checkpoint = RunCheckpoint(write_dir)
         all_callbacks = [
             StopOnNonFiniteLoss(model_dir),
             checkpoint,
@@ -770,17 +814,19 @@ def train(config, *, callbacks=None, verbose="auto"):
         stats_data = eval_ds.take(SPIKE_STATS_BATCHES)
         if is_chief:
             all_callbacks.append(_tensorboard_callback(os.path.join(write_dir, "logs")))
-            if config.firing_rate_freq:
-                from keras_dta import stats
+        if config.firing_rate_freq:
+            from keras_dta import stats
 
-                all_callbacks.append(
-                    stats.FiringRateLogger(
-                        stats_data,
-                        os.path.join(write_dir, "logs"),
-                        every_n_epochs=config.firing_rate_freq,
-                        on_train_end=False,
-                    )
+            # On every worker, like the checkpoint: running the model is collective
+            # under MultiWorkerMirroredStrategy.
+            all_callbacks.append(
+                stats.FiringRateLogger(
+                    stats_data,
+                    os.path.join(write_dir, "logs"),
+                    every_n_epochs=config.firing_rate_freq,
+                    on_train_end=False,
                 )
+            )
         all_callbacks.append(backup)  # last: it saves what the others have seen
         all_callbacks.extend(callbacks or [])
 
@@ -834,7 +880,8 @@ def train(config, *, callbacks=None, verbose="auto"):
         if last is None or "val_accuracy" not in last:
             # Nothing ran in this process (the training had finished before a
             # restart): measure the final model.
-            logs = model.evaluate(eval_ds, steps=config.eval_steps, return_dict=True, verbose=0)
+            with _multi_worker_fit_fixes(model, strategy):
+                logs = model.evaluate(eval_ds, steps=config.eval_steps, return_dict=True, verbose=0)
             last = {"epoch": config.epochs, **{f"val_{k}": float(v) for k, v in logs.items()}}
         best = checkpoint.best or last
         paths = {
@@ -859,9 +906,9 @@ def train(config, *, callbacks=None, verbose="auto"):
             "num_replicas": strategy.num_replicas_in_sync,
             "paths": paths,
         }
+        if not os.path.exists(checkpoint.best_path):
+            files.save_model(model, checkpoint.best_path)
         if is_chief:
-            if not os.path.exists(checkpoint.best_path):
-                files.save_model(model, checkpoint.best_path)
             if config.export:
                 _export_saved_model(checkpoint.best_path, paths["saved_model"], config.loss)
             else:
@@ -876,6 +923,8 @@ def train(config, *, callbacks=None, verbose="auto"):
             shutil.rmtree(backup.backup_dir)
         if not is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the last worker out removes workers/
+                os.rmdir(os.path.dirname(write_dir))
         logger.info(
             "Test accuracy %.4f (best, epoch %d); %.4f (last). Run directory: %s",
             results["test_accuracy"],
