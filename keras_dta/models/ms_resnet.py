@@ -17,8 +17,17 @@ def _batch_norm(name):
 
 def _conv(x, filters, kernel_size, stride, name):
     """Conv2D on every time step, no bias, padded as PyTorch pads `kernel_size // 2`."""
-    if stride == 1 or kernel_size == 1:
-        padding = "same" if kernel_size > 1 else "valid"
+    if kernel_size == 1:
+        if stride > 1:
+            # A 1x1 conv with stride s is a 1x1 conv on every s-th pixel. Subsampling first
+            # sidesteps a TensorFlow 2.21 oneDNN crash (SIGSEGV) in the weight gradient of
+            # strided 1x1 convs with few input channels on 48x48 and larger inputs.
+            pool = layers.MaxPooling2D(pool_size=1, strides=stride)
+            x = TimeFold(pool, name=f"{name}_subsample")(x)
+            stride = 1
+        padding = "valid"
+    elif stride == 1:
+        padding = "same"
     else:
         # Keras 'same' pads a strided convolution asymmetrically (0 before, 1 after for a
         # 3x3/2 on an even size); PyTorch pads both sides. Pad explicitly to match weights
