@@ -41,6 +41,11 @@ QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 DEFAULT_MIN_AGREEMENT = {"none": 1.0, "float16": 0.98, "dynamic": 0.95, "int8": 0.9}
 # Largest absolute logit difference allowed; only float32 has a default.
 DEFAULT_MAX_ABS_DIFF = {"none": 1e-4, "float16": None, "dynamic": None, "int8": None}
+# The share of inputs whose logits must all lie within `max_abs_diff`. A spiking network
+# amplifies rounding: when a membrane potential sits within float32 rounding of the threshold,
+# TFLite's kernels (another summation order) can flip that spike, which moves that input's
+# logits by far more than 1e-4. Such inputs are counted and reported, not hidden.
+DEFAULT_MIN_LOGIT_MATCH = 0.99
 
 SERVING_ENDPOINT = "serve"
 
@@ -419,17 +424,19 @@ def tflite_predict(model_content, inputs, threads=None, interpreter=None):
     return np.stack(outputs)
 
 
-def compare_logits(reference, candidate, labels=None):
+def compare_logits(reference, candidate, labels=None, atol=None):
     """Agreement between two models' logits, and their accuracies where labels exist.
 
     Args:
         reference: array `(num_examples, num_classes)`, the Keras model's logits.
         candidate: array like `reference`, the exported model's logits.
         labels: optional class ids `(num_examples,)` or one-hot `(num_examples, classes)`.
+        atol: optional float; `logit_match` is then the share of inputs whose logits all
+            differ by at most `atol`.
 
     Returns:
-        Dict with `num_examples`, `max_abs_diff`, `top1_agreement`, and `keras_accuracy`,
-        `tflite_accuracy` (None without labels).
+        Dict with `num_examples`, `max_abs_diff`, `top1_agreement`, `logit_match` (None
+        without `atol`), and `keras_accuracy`, `tflite_accuracy` (None without labels).
     """
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
@@ -437,9 +444,11 @@ def compare_logits(reference, candidate, labels=None):
             f"Logits must have the same shape. Received: reference.shape={reference.shape}, "
             f"candidate.shape={candidate.shape}"
         )
+    per_input = np.abs(reference - candidate).reshape(len(reference), -1).max(axis=1)
     result = {
         "num_examples": int(len(reference)),
-        "max_abs_diff": float(np.max(np.abs(reference - candidate))),
+        "max_abs_diff": float(per_input.max()),
+        "logit_match": None if atol is None else float(np.mean(per_input <= atol)),
         "top1_agreement": float(np.mean(reference.argmax(-1) == candidate.argmax(-1))),
         "keras_accuracy": None,
         "tflite_accuracy": None,
@@ -511,6 +520,7 @@ def export_tflite(
     eval_labels=None,
     min_agreement=None,
     max_abs_diff=None,
+    min_logit_match=DEFAULT_MIN_LOGIT_MATCH,
     threads=None,
     benchmark_runs=100,
     warmup_runs=10,
@@ -536,6 +546,9 @@ def export_tflite(
             mode's default in `DEFAULT_MIN_AGREEMENT`.
         max_abs_diff: float, the largest absolute logit difference accepted; None for the
             mode's default in `DEFAULT_MAX_ABS_DIFF` (float32 only: 1e-4).
+        min_logit_match: float in [0, 1], the share of inputs whose logits must all lie within
+            `max_abs_diff` (see `DEFAULT_MIN_LOGIT_MATCH`: a spike flipped at the threshold
+            by rounding moves one input's logits far more); 1.0 demands every input.
         threads: int or None, interpreter threads for the comparison and timing.
         benchmark_runs: int, timed invocations; 0 skips timing.
         warmup_runs: int, untimed invocations before timing.
@@ -561,6 +574,8 @@ def export_tflite(
         max_abs_diff = DEFAULT_MAX_ABS_DIFF[quantize]
     if max_abs_diff is not None and max_abs_diff < 0:
         raise ValueError(f"`max_abs_diff` must be non-negative. Received: max_abs_diff={max_abs_diff}")
+    if not 0.0 <= min_logit_match <= 1.0:
+        raise ValueError(f"`min_logit_match` must be in [0, 1]. Received: min_logit_match={min_logit_match}")
     if not isinstance(benchmark_runs, int) or benchmark_runs < 0:
         raise ValueError(f"`benchmark_runs` must be a non-negative integer. Received: benchmark_runs={benchmark_runs}")
     if eval_data is None:
@@ -582,11 +597,12 @@ def export_tflite(
         "float_ops": dict(float_ops(content)) if quantize == "int8" else None,
         "min_agreement": min_agreement,
         "max_abs_diff_allowed": max_abs_diff,
+        "min_logit_match": min_logit_match if max_abs_diff is not None else None,
     }
     interpreter, report["delegate"] = make_interpreter(content, threads)
     reference = model.predict(eval_data, batch_size=32, verbose=0)
     candidate = tflite_predict(content, eval_data, interpreter=interpreter)
-    report.update(compare_logits(reference, candidate, eval_labels))
+    report.update(compare_logits(reference, candidate, eval_labels, atol=max_abs_diff))
     logger.info(
         "TFLite (%s) vs Keras on %d inputs: max |logit diff| %.3g, top-1 agreement %.4f",
         report["mode"], report["num_examples"], report["max_abs_diff"], report["top1_agreement"],
@@ -594,8 +610,18 @@ def export_tflite(
     failures = []
     if report["top1_agreement"] < min_agreement:
         failures.append(f"top-1 agreement {report['top1_agreement']:.4f} < min_agreement={min_agreement}")
-    if max_abs_diff is not None and report["max_abs_diff"] > max_abs_diff:
-        failures.append(f"max |logit diff| {report['max_abs_diff']:.3g} > max_abs_diff={max_abs_diff}")
+    if max_abs_diff is not None and report["logit_match"] < min_logit_match:
+        failures.append(
+            f"logits within max_abs_diff={max_abs_diff} on {report['logit_match']:.2%} of the inputs "
+            f"< min_logit_match={min_logit_match} (max |logit diff| {report['max_abs_diff']:.3g})"
+        )
+    elif max_abs_diff is not None and report["logit_match"] < 1.0:
+        logger.warning(
+            "%d of %d inputs differ by more than %g in their logits (max %.3g): spikes that sit "
+            "at the threshold within float rounding flipped; top-1 agreement %.4f.",
+            round((1 - report["logit_match"]) * report["num_examples"]), report["num_examples"],
+            max_abs_diff, report["max_abs_diff"], report["top1_agreement"],
+        )
     if failures:
         raise ExportCheckError(
             f"The {report['mode']} TFLite model disagrees with the Keras model on "
@@ -613,7 +639,8 @@ def export_tflite(
 
 def format_report(reports):
     """A compact text table of `export_tflite` reports, one row per export."""
-    header = ("mode", "size KiB", "median ms", "p90 ms", "max|dlogit|", "top-1 agree", "acc keras", "acc tflite", "delegate")
+    header = ("mode", "size KiB", "median ms", "p90 ms", "max|dlogit|", "within tol", "top-1 agree", "acc keras",
+              "acc tflite", "delegate")
 
     def pct(value):
         return "-" if value is None else f"{100 * value:.2f}%"
@@ -629,6 +656,7 @@ def format_report(reports):
             ms(r.get("median_ms")),
             ms(r.get("p90_ms")),
             f"{r['max_abs_diff']:.2e}",
+            pct(r.get("logit_match")),
             pct(r["top1_agreement"]),
             pct(r["keras_accuracy"]),
             pct(r["tflite_accuracy"]),

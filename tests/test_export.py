@@ -301,3 +301,20 @@ def test_cli(model, data, tmp_path):
     bad = _run_cli(f"--model={model_path}", f"--output={output}", "--quantize=int4")
     assert bad.returncode != 0
     assert "--quantize" in bad.stderr and "int4" in bad.stderr
+
+
+def test_logit_match_counts_inputs_beyond_the_tolerance():
+    reference = np.zeros((100, 3), "float32")
+    candidate = reference.copy()
+    candidate[7] += 0.04  # one input whose spike flipped at the threshold
+    candidate[8] += 5e-5  # rounding within tolerance
+    result = export.compare_logits(reference, candidate, atol=1e-4)
+    assert result["logit_match"] == pytest.approx(0.99)
+    assert result["max_abs_diff"] == pytest.approx(0.04)
+    assert export.compare_logits(reference, candidate)["logit_match"] is None
+
+
+def test_min_logit_match_is_checked(model, data, tmp_path):
+    _, _, x_test, _ = data
+    with pytest.raises(ValueError, match="min_logit_match=1.5"):
+        export.export_tflite(model, str(tmp_path / "m.tflite"), eval_data=x_test[:2], min_logit_match=1.5)
