@@ -633,56 +633,6 @@ class RunCheckpoint(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------
 
 
-class EpochSummaries(keras.callbacks.Callback):
-    """Per-epoch scalars for TensorBoard, written with core TensorFlow ops only.
-
-    `keras.callbacks.TensorBoard` needs the `tensorboard` package
-    (`tf.summary.scalar` lives there); without it, this writes the same
-    `epoch_<metric>` scalars into `train/` and `validation/`, which
-    TensorBoard reads.
-    """
-
-    def __init__(self, log_dir):
-        super().__init__()
-        self.log_dir = log_dir
-        self._writers = {}
-
-    def _writer(self, name):
-        import tensorflow as tf
-
-        if name not in self._writers:
-            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.log_dir, name))
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata()
-        metadata.plugin_data.plugin_name = "scalars"
-        for key, value in (logs or {}).items():
-            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            writer = self._writer(split)
-            with writer.as_default():
-                tf.summary.write(
-                    f"epoch_{name}", tf.constant(float(value)), step=epoch, metadata=metadata
-                )
-            writer.flush()
-
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
-
-
-def _tensorboard_callback(log_dir):
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return EpochSummaries(log_dir)
-    return keras.callbacks.TensorBoard(log_dir, write_graph=False)
-
-
 def _export_saved_model(best_path, export_dir, loss):
     """Exports the best model as a SavedModel of mean-over-time logits."""
     from keras_dta import export
@@ -813,7 +763,8 @@ def train(config, *, callbacks=None, verbose="auto"):
         ]
         stats_data = eval_ds.take(SPIKE_STATS_BATCHES)
         if is_chief:
-            all_callbacks.append(_tensorboard_callback(os.path.join(write_dir, "logs")))
+            # tensorboard is a dependency of keras_dta: tf.summary.scalar needs it.
+            all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), write_graph=False))
         if config.firing_rate_freq:
             from keras_dta import stats
 
