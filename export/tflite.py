@@ -14,7 +14,6 @@ falls below --min_agreement or fewer than --min_logit_match of the inputs have l
 interpreter (XNNPACK), and a table is printed.
 """
 
-import json
 import os
 import sys
 
@@ -22,7 +21,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_dta import export  # noqa: E402
+from keras_dta import export, files  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -94,7 +93,7 @@ def main(argv):
         raise SystemExit(f"tflite.py: export FAILED: {error}") from None
     report["held_out"] = data["source"]
     if FLAGS.report_json:
-        export.write_atomic(FLAGS.report_json, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+        files.write_json(FLAGS.report_json, report)
     print(f"{FLAGS.model} -> {FLAGS.output}; compared on {report['num_examples']} held-out inputs ({data['source']})")
     print(export.format_report([report]))
 

@@ -180,17 +180,6 @@ def test_saved_model_serves(model, data, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["saved"]  # no staging directory left behind
 
 
-def test_write_atomic_keeps_old_file_on_failure(tmp_path):
-    path = tmp_path / "model.tflite"
-    export.write_atomic(str(path), b"old")
-    with pytest.raises(TypeError):
-        export.write_atomic(str(path), "not bytes")
-    assert path.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["model.tflite"]
-    export.write_atomic(str(path), b"new")
-    assert path.read_bytes() == b"new"
-
-
 def test_failed_conversion_keeps_existing_output(model, data, float_export, tmp_path, monkeypatch):
     _, _, x_test, _ = data
     output = tmp_path / "model.tflite"
@@ -200,7 +189,7 @@ def test_failed_conversion_keeps_existing_output(model, data, float_export, tmp_
         raise RuntimeError("converter crashed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(export, "convert_to_tflite", broken)
+        patch.setattr(export.tflite, "convert_to_tflite", broken)
         with pytest.raises(RuntimeError, match="crashed"):
             export.export_tflite(model, str(output), eval_data=x_test[:2])
     assert output.read_bytes() == b"previous"
@@ -208,7 +197,7 @@ def test_failed_conversion_keeps_existing_output(model, data, float_export, tmp_
     # the trained one, checked against an untrained Keras model of the same architecture.
     keras.utils.set_random_seed(1)
     other = _tiny_model()
-    monkeypatch.setattr(export, "convert_to_tflite", lambda *args, **kwargs: float_export[1])
+    monkeypatch.setattr(export.tflite, "convert_to_tflite", lambda *args, **kwargs: float_export[1])
     with pytest.raises(export.ExportCheckError, match="max_abs_diff=0.0001"):
         export.export_tflite(other, str(output), eval_data=x_test, min_agreement=0.0)
     assert output.read_bytes() == b"previous"
@@ -225,7 +214,7 @@ def test_failed_saved_model_keeps_existing_dir(model, tmp_path, monkeypatch):
         pathlib.Path(path, "partial").write_text("x")
         raise RuntimeError("export crashed")
 
-    monkeypatch.setattr(export, "_write_saved_model", broken)
+    monkeypatch.setattr(export.saved_model, "write_saved_model", broken)
     with pytest.raises(RuntimeError, match="crashed"):
         export.export_saved_model(model, str(output))
     assert os.listdir(output) == ["marker"]

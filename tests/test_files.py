@@ -53,3 +53,14 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "c.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_write_bytes_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "model.tflite"
+    files.write_bytes(str(path), b"old")
+    with pytest.raises(TypeError):
+        files.write_bytes(str(path), "not bytes")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model.tflite"]
+    files.write_bytes(str(path), b"new")
+    assert path.read_bytes() == b"new"

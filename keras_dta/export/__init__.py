@@ -1,0 +1,64 @@
+"""Export of trained DTA-SNNs: TF SavedModel for serving, TFLite (LiteRT) for edge devices.
+
+Modules, one job each:
+
+- `saved_model`: the SavedModel with a `serve` signature.
+- `tflite`: conversion to TFLite builtin ops, and `export_tflite`, the checked pipeline the
+  CLI runs (convert, check ops, compare with Keras, write atomically, time).
+- `flatbuffer`: reading a `.tflite` file: its ops, their types, the builtin-only check.
+- `litert`: the LiteRT interpreter (XNNPACK), prediction and timing.
+- `parity`: the thresholds an export must pass, the logit comparison, the report table.
+- `inputs`: the calibration and held-out data of an export.
+
+Example:
+
+>>> model = keras.saving.load_model("runs/digits/best.keras")
+>>> report = keras_dta.export.export_tflite(
+...     model, "digits_int8.tflite", quantize="int8",
+...     calibration_data=x_train[:100], eval_data=x_test, eval_labels=y_test)
+>>> print(keras_dta.export.format_report([report]))
+"""
+
+from keras_dta.data.arrays import load_dataset_arrays
+from keras_dta.export._common import (
+    QUANTIZE_MODES,
+    SERVING_ENDPOINT,
+    ExportCheckError,
+    check_inputs,
+    load_model,
+)
+from keras_dta.export.flatbuffer import check_builtin_ops, float_ops, list_ops
+from keras_dta.export.inputs import prepare_export_data
+from keras_dta.export.litert import benchmark_tflite, make_interpreter, tflite_predict
+from keras_dta.export.parity import (
+    DEFAULT_MAX_ABS_DIFF,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_LOGIT_MATCH,
+    compare_logits,
+    format_report,
+)
+from keras_dta.export.saved_model import export_saved_model
+from keras_dta.export.tflite import convert_to_tflite, export_tflite
+
+__all__ = [
+    "DEFAULT_MAX_ABS_DIFF",
+    "DEFAULT_MIN_AGREEMENT",
+    "DEFAULT_MIN_LOGIT_MATCH",
+    "QUANTIZE_MODES",
+    "SERVING_ENDPOINT",
+    "ExportCheckError",
+    "benchmark_tflite",
+    "check_builtin_ops",
+    "check_inputs",
+    "compare_logits",
+    "convert_to_tflite",
+    "export_saved_model",
+    "export_tflite",
+    "float_ops",
+    "list_ops",
+    "load_dataset_arrays",
+    "load_model",
+    "make_interpreter",
+    "prepare_export_data",
+    "tflite_predict",
+]

@@ -1,0 +1,214 @@
+"""TFLite (LiteRT) conversion of DTA-SNNs, and the checked export pipeline.
+
+A DTA-SNN converts to plain TFLite builtin ops because nothing in it is specific to
+TensorFlow's runtime: the spike is `cast(greater(u - V_th, 0))` (the surrogate gradient only
+exists for training and is dropped), and the LIF loop over the time steps is unrolled in
+Python for a static T, so the graph holds no `While` and no state. `convert_to_tflite`
+converts with `TFLITE_BUILTINS` only (plus `TFLITE_BUILTINS_INT8` for full-integer models)
+and `flatbuffer.check_builtin_ops` rejects any Flex (SELECT_TF_OPS) or custom op that slips in.
+
+`export_tflite` is the whole pipeline the CLI runs: convert, check the op list, compare the
+TFLite model with the Keras model on held-out inputs (max absolute logit difference, top-1
+agreement, accuracy of both), fail below the thresholds, write the file atomically, and time
+the model with the LiteRT interpreter at batch 1.
+
+Example:
+
+>>> model = keras.saving.load_model("runs/digits/best.keras")
+>>> report = keras_dta.export.export_tflite(
+...     model, "digits_int8.tflite", quantize="int8",
+...     calibration_data=x_train[:100], eval_data=x_test, eval_labels=y_test)
+>>> print(keras_dta.export.format_report([report]))
+"""
+
+import logging
+import os
+import tempfile
+
+from keras_dta import files
+from keras_dta.export import flatbuffer, litert, parity
+from keras_dta.export._common import (
+    SERVING_ENDPOINT,
+    as_model,
+    check_inputs,
+    check_quantize,
+    require_tensorflow_backend,
+)
+from keras_dta.export.saved_model import write_saved_model
+
+logger = logging.getLogger(__name__)
+
+
+def convert_to_tflite(
+    model,
+    quantize="none",
+    calibration_data=None,
+    num_calibration=100,
+    int8_io=False,
+    batch_size=1,
+):
+    """Converts a Keras model to a TFLite flatbuffer with builtin ops only.
+
+    Args:
+        model: a `keras.Model`.
+        quantize: `"none"` (float32), `"float16"` (float16 weights), `"dynamic"` (int8
+            weights, float activations) or `"int8"` (full-integer weights and activations,
+            calibrated on `calibration_data`).
+        calibration_data: array `(num_examples, *input_shape)`, the representative dataset
+            for `"int8"`; ignored otherwise.
+        num_calibration: int, how many examples of `calibration_data` to calibrate on.
+        int8_io: bool, for `"int8"`: int8 input and output tensors instead of float32.
+        batch_size: int, the static batch size of the converted model (1 on devices).
+
+    Returns:
+        The model as bytes.
+    """
+    require_tensorflow_backend()
+    import tensorflow as tf
+
+    check_quantize(quantize)
+    if int8_io and quantize != "int8":
+        raise ValueError(f"`int8_io` needs quantize='int8'. Received: quantize={quantize!r}, int8_io=True")
+    if not isinstance(num_calibration, int) or num_calibration < 1:
+        raise ValueError(f"`num_calibration` must be a positive integer. Received: num_calibration={num_calibration}")
+    if quantize == "int8":
+        if calibration_data is None:
+            raise ValueError(
+                "Full-integer quantization needs representative data (e.g. `--samples` or "
+                "`--dataset`). Received: calibration_data=None"
+            )
+        calibration_data = check_inputs(model, calibration_data, "calibration_data")[:num_calibration]
+        if len(calibration_data) < batch_size:
+            raise ValueError(
+                f"Calibration needs at least one full batch of {batch_size} examples. "
+                f"Received: {len(calibration_data)} calibration examples"
+            )
+
+    with tempfile.TemporaryDirectory(prefix="keras_dta_export_") as tmp:
+        # Through a SavedModel: the converter then freezes the variables into constants
+        # (a concrete function of the live model would keep resource variables).
+        saved = os.path.join(tmp, "saved_model")
+        write_saved_model(model, saved, batch_size)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SERVING_ENDPOINT])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            # INT8 first; TFLITE_BUILTINS stays for the ops without an int8 kernel (the
+            # spike's bool -> float cast), so the model still runs on builtins only.
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
+
+            def representative_dataset():
+                # Batches of the converted model's static batch size; a trailing part
+                # batch would not fit its reshapes, so it is dropped.
+                for i in range(0, len(calibration_data) - batch_size + 1, batch_size):
+                    yield [calibration_data[i : i + batch_size]]
+
+            converter.representative_dataset = representative_dataset
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        content = converter.convert()
+    logger.info("Converted to TFLite (quantize=%s): %d bytes", quantize, len(content))
+    return content
+
+
+def export_tflite(
+    model,
+    output,
+    quantize="none",
+    int8_io=False,
+    calibration_data=None,
+    num_calibration=100,
+    eval_data=None,
+    eval_labels=None,
+    min_agreement=None,
+    max_abs_diff=None,
+    min_logit_match=parity.DEFAULT_MIN_LOGIT_MATCH,
+    threads=None,
+    benchmark_runs=100,
+    warmup_runs=10,
+):
+    """Converts, checks, writes and times a TFLite model of a Keras DTA-SNN.
+
+    The steps: convert with builtin ops only; reject Flex/custom ops and loops
+    (`check_builtin_ops`); compare with the Keras model on `eval_data`; if the comparison is
+    below `min_agreement` or above `max_abs_diff`, raise `ExportCheckError` and write nothing;
+    else write `output` atomically and time it at batch 1.
+
+    Args:
+        model: a `keras.Model` or the path of a `.keras` file.
+        output: str, the `.tflite` path; an existing file is replaced only on success.
+        quantize: one of `QUANTIZE_MODES`.
+        int8_io: bool, int8 input/output tensors (quantize="int8" only).
+        calibration_data: array `(num_examples, *input_shape)`, for quantize="int8". Keep it
+            apart from `eval_data` so the comparison is on held-out inputs.
+        num_calibration: int, calibration examples used.
+        eval_data: array `(num_examples, *input_shape)`, the held-out comparison inputs.
+        eval_labels: optional class ids or one-hot labels for `eval_data`.
+        min_agreement: float in [0, 1], the lowest top-1 agreement accepted; None for the
+            mode's default in `DEFAULT_MIN_AGREEMENT`.
+        max_abs_diff: float, the largest absolute logit difference accepted; None for the
+            mode's default in `DEFAULT_MAX_ABS_DIFF` (float32 only: 1e-4).
+        min_logit_match: float in [0, 1], the share of inputs whose logits must all lie within
+            `max_abs_diff` (see `DEFAULT_MIN_LOGIT_MATCH`: a spike flipped at the threshold
+            by rounding moves one input's logits far more); 1.0 demands every input.
+        threads: int or None, interpreter threads for the comparison and timing.
+        benchmark_runs: int, timed invocations; 0 skips timing.
+        warmup_runs: int, untimed invocations before timing.
+
+    Returns:
+        A report dict: `mode`, `output`, `size_bytes`, `ops` (counts), `float_ops` (counts,
+        int8 only), comparison figures (`compare_logits`), thresholds, `delegate`,
+        `median_ms`, `p90_ms`.
+    """
+    require_tensorflow_backend()
+    check_quantize(quantize)
+    model = as_model(model)
+    if not output:
+        raise ValueError(f"`output` must be a file path. Received: output={output!r}")
+    if os.path.isdir(output):
+        raise ValueError(f"`output` is a directory; pass a .tflite file path. Received: output={output!r}")
+    thresholds = parity.resolve_thresholds(quantize, min_agreement, max_abs_diff, min_logit_match)
+    if not isinstance(benchmark_runs, int) or benchmark_runs < 0:
+        raise ValueError(f"`benchmark_runs` must be a non-negative integer. Received: benchmark_runs={benchmark_runs}")
+    if eval_data is None:
+        raise ValueError("The export is checked against the Keras model on held-out inputs. Received: eval_data=None")
+    eval_data = check_inputs(model, eval_data, "eval_data")
+
+    content = convert_to_tflite(
+        model,
+        quantize=quantize,
+        calibration_data=calibration_data,
+        num_calibration=num_calibration,
+        int8_io=int8_io,
+    )
+    report = {
+        "mode": quantize + ("+int8_io" if int8_io else ""),
+        "output": os.path.abspath(output),
+        "size_bytes": len(content),
+        "ops": dict(flatbuffer.check_builtin_ops(content)),
+        "float_ops": dict(flatbuffer.float_ops(content)) if quantize == "int8" else None,
+        **thresholds,
+    }
+    interpreter, report["delegate"] = litert.make_interpreter(content, threads)
+    reference = model.predict(eval_data, batch_size=32, verbose=0)
+    candidate = litert.tflite_predict(content, eval_data, interpreter=interpreter)
+    report.update(parity.compare_logits(reference, candidate, eval_labels, atol=report["max_abs_diff_allowed"]))
+    logger.info(
+        "TFLite (%s) vs Keras on %d inputs: max |logit diff| %.3g, top-1 agreement %.4f",
+        report["mode"], report["num_examples"], report["max_abs_diff"], report["top1_agreement"],
+    )
+    parity.check_report(report, output)
+
+    files.write_bytes(output, content)
+    logger.info("Wrote %s (%d bytes)", output, len(content))
+    report["median_ms"] = report["p90_ms"] = None
+    if benchmark_runs:
+        report.update(litert.benchmark_tflite(content, runs=benchmark_runs, warmup=warmup_runs, interpreter=interpreter))
+    return report
