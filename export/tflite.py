@@ -53,6 +53,10 @@ flags.DEFINE_float(
 flags.DEFINE_integer("threads", None, "Interpreter threads (default: the interpreter's).")
 flags.DEFINE_integer("runs", 100, "Timed inferences at batch 1 (0: no timing).")
 flags.DEFINE_integer("warmup", 10, "Untimed inferences before timing.")
+flags.DEFINE_bool(
+    "spike_report", True, "Also report, per LIF layer, the share of spikes equal to the Keras model's "
+    "(converts a probe model with the spikes as outputs)."
+)
 flags.DEFINE_string("report_json", None, "Also write the report as JSON to this file.")
 
 
@@ -86,6 +90,7 @@ def main(argv):
             threads=FLAGS.threads,
             benchmark_runs=FLAGS.runs,
             warmup_runs=FLAGS.warmup,
+            spike_report=FLAGS.spike_report,
         )
     except ValueError as error:
         raise app.UsageError(str(error)) from None
@@ -96,6 +101,12 @@ def main(argv):
         files.write_json(FLAGS.report_json, report)
     print(f"{FLAGS.model} -> {FLAGS.output}; compared on {report['num_examples']} held-out inputs ({data['source']})")
     print(export.format_report([report]))
+    print(
+        f"XNNPACK runs {report['delegated_ops']} of {report['total_ops']} ops in {report['partitions']} "
+        f"partition(s); outside it: {report['ops_outside'] or 'nothing'}"
+    )
+    if report["spike_agreement"]:
+        print(export.format_spike_agreement(report))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Modules, one job each:
 - `litert`: the LiteRT interpreter (XNNPACK), prediction and timing.
 - `parity`: the thresholds an export must pass, the logit comparison, the report table.
 - `inputs`: the calibration and held-out data of an export.
+- `spikes`: per-LIF-layer spike agreement of an export with the Keras model.
 
 Example:
 
@@ -29,13 +30,14 @@ from keras_dta.export._common import (
 )
 from keras_dta.export.flatbuffer import check_builtin_ops, float_ops, list_ops
 from keras_dta.export.inputs import prepare_export_data
-from keras_dta.export.litert import benchmark_tflite, make_interpreter, tflite_predict
+from keras_dta.export.litert import benchmark_tflite, delegate_summary, make_interpreter, tflite_predict
 from keras_dta.export.parity import (
     DEFAULT_MAX_ABS_DIFF,
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_LOGIT_MATCH,
     compare_logits,
     format_report,
+    format_spike_agreement,
 )
 from keras_dta.export.saved_model import export_saved_model
 from keras_dta.export.tflite import convert_to_tflite, export_tflite
@@ -52,9 +54,12 @@ __all__ = [
     "check_inputs",
     "compare_logits",
     "convert_to_tflite",
+    "delegate_summary",
     "export_saved_model",
     "export_tflite",
     "float_ops",
+    "format_report",
+    "format_spike_agreement",
     "list_ops",
     "load_dataset_arrays",
     "load_model",

@@ -1,5 +1,6 @@
 """Running TFLite models with the LiteRT interpreter: XNNPACK, prediction, timing."""
 
+import collections
 import logging
 import time
 
@@ -41,6 +42,50 @@ def make_interpreter(model_content, threads=None):
     )
     interpreter.allocate_tensors()
     return interpreter, "none"
+
+
+def delegate_summary(interpreter):
+    """How much of an allocated model XNNPACK runs: partitions and the ops left outside.
+
+    Every op XNNPACK cannot run splits its graph: each partition is one delegate node, and
+    the ops between partitions run in TFLite's builtin kernels, with a hand-over of
+    tensors at every border. The interpreter lists the original ops and the delegate nodes
+    (`DELEGATE`); an original op belongs to a partition when it lies on a path from the
+    partition's outputs back to its inputs.
+
+    The op listing is the interpreter's `_get_ops_details()`, which LiteRT keeps private;
+    this is its only use here, and `tests/test_export_litert.py` fails if it changes.
+
+    Args:
+        interpreter: an allocated LiteRT `Interpreter`.
+
+    Returns:
+        Dict with `partitions` (delegate nodes), `delegated_ops`, `total_ops` and
+        `ops_outside` (`{op name: count}` of the ops the delegate does not run).
+    """
+    ops = interpreter._get_ops_details()
+    by_index = {op["index"]: op for op in ops}
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in originals for t in op["outputs"]}
+    covered = set()
+    for node in delegates:
+        borders = {int(t) for t in node["inputs"]}
+        pending = [int(t) for t in node["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            index = producer.get(tensor)
+            if tensor in borders or index is None or index in covered:
+                continue
+            covered.add(index)
+            pending.extend(int(t) for t in by_index[index]["inputs"])
+    outside = collections.Counter(op["op_name"] for op in originals if op["index"] not in covered)
+    return {
+        "partitions": len(delegates),
+        "delegated_ops": len(covered),
+        "total_ops": len(originals),
+        "ops_outside": dict(outside),
+    }
 
 
 def _quantize(x, detail):

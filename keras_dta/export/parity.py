@@ -122,7 +122,7 @@ def compare_logits(reference, candidate, labels=None, atol=None):
 def format_report(reports):
     """A compact text table of `export_tflite` reports, one row per export."""
     header = ("mode", "size KiB", "median ms", "p90 ms", "max|dlogit|", "within tol", "top-1 agree", "acc keras",
-              "acc tflite", "delegate")
+              "acc tflite", "delegate", "partitions", "min spike agree")
 
     def pct(value):
         return "-" if value is None else f"{100 * value:.2f}%"
@@ -143,8 +143,21 @@ def format_report(reports):
             pct(r["keras_accuracy"]),
             pct(r["tflite_accuracy"]),
             r["delegate"],
+            "-" if r.get("partitions") is None else str(r["partitions"]),
+            "-" if not r.get("spike_agreement") else pct(min(r["spike_agreement"].values())),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_spike_agreement(report):
+    """A text table of a report's per-LIF-layer spike agreement (see `export.spikes`)."""
+    agreement = report.get("spike_agreement") or {}
+    if not agreement:
+        return "(no spike agreement measured)"
+    width = max(len(name) for name in agreement)
+    lines = [f"{'LIF layer'.ljust(width)}  equal spikes", f"{'-' * width}  ------------"]
+    lines += [f"{name.ljust(width)}  {100 * value:.3f}%" for name, value in agreement.items()]
     return "\n".join(lines)

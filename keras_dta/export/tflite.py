@@ -26,7 +26,7 @@ import os
 import tempfile
 
 from keras_dta import files
-from keras_dta.export import flatbuffer, litert, parity
+from keras_dta.export import flatbuffer, litert, parity, spikes
 from keras_dta.export._common import (
     SERVING_ENDPOINT,
     as_model,
@@ -133,6 +133,7 @@ def export_tflite(
     threads=None,
     benchmark_runs=100,
     warmup_runs=10,
+    spike_report=True,
 ):
     """Converts, checks, writes and times a TFLite model of a Keras DTA-SNN.
 
@@ -161,11 +162,15 @@ def export_tflite(
         threads: int or None, interpreter threads for the comparison and timing.
         benchmark_runs: int, timed invocations; 0 skips timing.
         warmup_runs: int, untimed invocations before timing.
+        spike_report: bool, also measure the share of equal spikes per LIF layer on
+            `eval_data` (`keras_dta.export.spikes`; one more conversion, of a probe with the
+            spikes as outputs and float input and output).
 
     Returns:
         A report dict: `mode`, `output`, `size_bytes`, `ops` (counts), `float_ops` (counts,
-        int8 only), comparison figures (`compare_logits`), thresholds, `delegate`,
-        `median_ms`, `p90_ms`.
+        int8 only), comparison figures (`compare_logits`), thresholds, `delegate`, the
+        XNNPACK partitions (`litert.delegate_summary`), `spike_agreement` (`{LIF layer:
+        share of equal spikes}`, or None), `median_ms`, `p90_ms`.
     """
     require_tensorflow_backend()
     check_quantize(quantize)
@@ -197,6 +202,7 @@ def export_tflite(
         **thresholds,
     }
     interpreter, report["delegate"] = litert.make_interpreter(content, threads)
+    report.update(litert.delegate_summary(interpreter))
     reference = model.predict(eval_data, batch_size=32, verbose=0)
     candidate = litert.tflite_predict(content, eval_data, interpreter=interpreter)
     report.update(parity.compare_logits(reference, candidate, eval_labels, atol=report["max_abs_diff_allowed"]))
@@ -205,6 +211,12 @@ def export_tflite(
         report["mode"], report["num_examples"], report["max_abs_diff"], report["top1_agreement"],
     )
     parity.check_report(report, output)
+    report["spike_agreement"] = None
+    if spike_report:
+        report["spike_agreement"] = _spike_agreement(
+            model, quantize, calibration_data, num_calibration, eval_data, threads
+        )
+
 
     files.write_bytes(output, content)
     logger.info("Wrote %s (%d bytes)", output, len(content))
@@ -212,3 +224,16 @@ def export_tflite(
     if benchmark_runs:
         report.update(litert.benchmark_tflite(content, runs=benchmark_runs, warmup=warmup_runs, interpreter=interpreter))
     return report
+
+
+def _spike_agreement(model, quantize, calibration_data, num_calibration, eval_data, threads):
+    probe, names = spikes.lif_probe(model)
+    content = convert_to_tflite(
+        probe, quantize=quantize, calibration_data=calibration_data, num_calibration=num_calibration
+    )
+    agreement = spikes.spike_agreement(probe, content, eval_data, names, threads=threads)
+    logger.info(
+        "Spikes equal to the Keras model's, per LIF layer: lowest %.4f (%s)",
+        min(agreement.values()), min(agreement, key=agreement.get),
+    )
+    return agreement
