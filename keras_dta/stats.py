@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dta.layers import DTA, LIF, TNA, TXA, TimeFold
+from keras_dta.layers import DTA, LIF, TNA, TXA, Subsample2D, TimeFold
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ _SPIKE_PRESERVING = (
     keras.layers.Reshape,
     keras.layers.Flatten,
     keras.layers.Dropout,
+    Subsample2D,
 )
 
 

@@ -75,7 +75,19 @@ def test_stateful_needs_fixed_batch_size():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"tau": 0.0}, "tau=0.0"), ({"tau": 1.5}, "tau=1.5"), ({"alpha": 0.0}, "alpha=0.0"), ({"alpha": -2.0}, "alpha=-2.0")],
+    [
+        ({"tau": 0.0}, "tau=0.0"),
+        ({"tau": 1.5}, "tau=1.5"),
+        ({"tau": "0.5"}, "tau='0.5'"),
+        ({"tau": float("nan")}, "tau=nan"),
+        ({"alpha": 0.0}, "alpha=0.0"),
+        ({"alpha": -2.0}, "alpha=-2.0"),
+        ({"alpha": float("nan")}, "alpha=nan"),
+        ({"alpha": float("inf")}, "alpha=inf"),
+        ({"v_threshold": float("nan")}, "v_threshold=nan"),
+        ({"v_threshold": float("inf")}, "v_threshold=inf"),
+        ({"v_threshold": True}, "v_threshold=True"),
+    ],
 )
 def test_lif_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -91,3 +103,15 @@ def test_lif_config_round_trip():
     layer = LIF(tau=0.25, v_threshold=0.5, alpha=2.0, stateful=True, name="n")
     clone = LIF.from_config(layer.get_config())
     assert (clone.tau, clone.v_threshold, clone.alpha, clone.stateful, clone.name) == (0.25, 0.5, 2.0, True, "n")
+
+
+@pytest.mark.parametrize("v_threshold", [1.0, 0.3, 0.0])
+def test_training_and_inference_unrolling_give_the_same_spikes(v_threshold):
+    # Inference slices each step and concatenates (what XNNPACK runs); training unstacks and
+    # stacks. Inputs on a 1/8 grid put membranes exactly on the threshold too.
+    x = (np.random.default_rng(3).integers(-8, 24, (2, 7, 3, 4)) / 8.0).astype("float32")
+    layer = LIF(v_threshold=v_threshold)
+    train = keras.ops.convert_to_numpy(layer(x, training=True))
+    infer = keras.ops.convert_to_numpy(layer(x, training=False))
+    np.testing.assert_array_equal(train, infer)
+    np.testing.assert_array_equal(infer, numpy_lif(x, v_threshold=v_threshold))

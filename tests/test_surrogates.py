@@ -39,3 +39,62 @@ def test_spike_forward_is_strict_heaviside():
 def test_spike_rejects_non_positive_alpha(alpha):
     with pytest.raises(ValueError, match="alpha"):
         surrogates.spike(np.zeros(3, "float32"), alpha)
+
+
+def _around(value, count=6):
+    """float32 values within `count` ulps of `value` on either side."""
+    value = np.float32(value)
+    up, down, values = value, value, [value]
+    for _ in range(count):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+        values += [up, down]
+    return values
+
+
+@pytest.mark.parametrize("v_threshold", [1.0, 0.5, 0.3, 2.0, 3.7, 1e6, 1e9, 1e-20, -1.0, -0.7])
+def test_gain_step_equals_greater_exactly(v_threshold):
+    gain = surrogates.exact_gains(v_threshold)
+    assert gain and all(g <= 2**9 and np.log2(g) == int(np.log2(g)) for g in gain)
+    th = np.float32(v_threshold)
+    u = np.array(
+        _around(th) + _around(2 * th) + _around(th / 2) + _around(0.0)
+        + [th * 1e3, -th * 1e3, 3e38, -3e38, np.inf, -np.inf, 1.0, -1.0], "float32"
+    )
+    v = ops.convert_to_tensor(u) - v_threshold  # as the LIF computes it, in float32
+    expected = (ops.convert_to_numpy(v) > 0).astype("float32")
+    actual = ops.convert_to_numpy(surrogates.heaviside(v, gain))
+    np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_array_equal(ops.convert_to_numpy(surrogates.spike(v, 1.0, gain)), expected)
+    assert expected.min() == 0 and expected.max() == 1
+
+
+def test_gain_step_propagates_nan():
+    v = np.array([np.nan, 1.0], "float32")
+    assert np.isnan(ops.convert_to_numpy(surrogates.heaviside(v, surrogates.exact_gains(1.0)))[0])
+    assert ops.convert_to_numpy(surrogates.heaviside(v))[0] == 0  # greater: NaN > 0 is false
+
+
+@pytest.mark.parametrize("v_threshold", [0.0, float("nan"), float("inf")])
+def test_no_exact_gain_falls_back_to_greater(v_threshold):
+    assert surrogates.exact_gains(v_threshold) is None
+
+
+def test_gain_step_keeps_the_surrogate_gradient():
+    v = np.linspace(-2.5, 2.5, 101).astype("float32")
+    gain = surrogates.exact_gains(1.0)
+    np.testing.assert_allclose(
+        elementwise_grad(lambda x: surrogates.spike(x, 2.0, gain), v),
+        elementwise_grad(lambda x: surrogates.spike(x, 2.0), v),
+        atol=0,
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_gain_step_is_exact_in_half_precision(dtype):
+    th = np.float32(1.0)
+    u = np.array(_around(th, 4) + [0.0, -3.0, 7.0, 6e4], "float32")
+    v = ops.cast(ops.convert_to_tensor(u), dtype) - ops.cast(1.0, dtype)
+    expected = ops.convert_to_numpy(ops.cast(ops.greater(v, 0), "float32"))
+    actual = ops.convert_to_numpy(ops.cast(surrogates.heaviside(v, surrogates.exact_gains(1.0)), "float32"))
+    np.testing.assert_array_equal(actual, expected)
+    assert expected.max() == 1

@@ -2,6 +2,7 @@
 
 from keras_dta.layers.dta import DTA, TNA, TXA
 from keras_dta.layers.lif import LIF
+from keras_dta.layers.spatial import Subsample2D
 from keras_dta.layers.time import MeanOverTime, RepeatTime, TimeFold
 
-__all__ = ["DTA", "LIF", "MeanOverTime", "RepeatTime", "TNA", "TXA", "TimeFold"]
+__all__ = ["DTA", "LIF", "MeanOverTime", "RepeatTime", "Subsample2D", "TNA", "TXA", "TimeFold"]

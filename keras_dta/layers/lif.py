@@ -1,9 +1,19 @@
 """Leaky integrate-and-fire neurons (paper eq. 1-5)."""
 
+import math
+import numbers
+
 import keras
 from keras import ops
 
 from keras_dta import surrogates
+from keras_dta.layers.time import concat_time
+
+
+def _check_real(name, value, ok, expected):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_dta")
@@ -19,6 +29,15 @@ class LIF(keras.layers.Layer):
     The spike's gradient is the triangular surrogate of eq. 5,
     `alpha * max(0, 1 - alpha * |u - v_threshold|)`. As in the authors' implementation the
     gradient also flows through the reset term `(1 - s_t) * u`; it is not detached.
+
+    Spikes are written as a short chain of `relu6(v * g)` stages with power-of-two gains
+    (`surrogates.exact_gains`): exactly the strict step for float values, but made of ops
+    TFLite's XNNPACK delegate runs in float and int8, so an exported model is not cut at
+    every step. For the
+    same reason inference (`training` false) reads each step as a `(batch, 1, ...)` slice and
+    joins the spikes with concatenations, where training unstacks and stacks (whose
+    gradients are cheaper). Non-finite input: a NaN membrane gives NaN spikes (it is not
+    turned into silence), +inf fires and -inf does not.
 
     By default the membrane potential starts at zero on every call (the authors' neuron keeps
     no state). With `stateful=True` it is kept across calls in a non-trainable variable, like
@@ -50,15 +69,12 @@ class LIF(keras.layers.Layer):
 
     def __init__(self, tau=0.5, v_threshold=1.0, alpha=1.0, stateful=False, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"`tau` must be in (0, 1]. Received: tau={tau}")
-        if alpha <= 0:
-            raise ValueError(f"`alpha` must be positive. Received: alpha={alpha}")
-        self.tau = float(tau)
-        self.v_threshold = float(v_threshold)
-        self.alpha = float(alpha)
+        self.tau = _check_real("tau", tau, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]")
+        self.v_threshold = _check_real("v_threshold", v_threshold, lambda v: True, "a finite number")
+        self.alpha = _check_real("alpha", alpha, lambda v: v > 0, "a finite positive number")
         self.stateful = bool(stateful)
         self.membrane = None
+        self._gains = surrogates.exact_gains(self.v_threshold)
 
     def build(self, input_shape):
         if len(input_shape) < 3:
@@ -87,10 +103,10 @@ class LIF(keras.layers.Layer):
 
     def _step(self, u, x):
         u = self.tau * u + x  # eq. 1
-        s = surrogates.spike(u - self.v_threshold, self.alpha)  # eq. 2, 4
+        s = surrogates.spike(u - self.v_threshold, self.alpha, self._gains)  # eq. 2, 4
         return (1.0 - s) * u, s  # eq. 3, hard reset
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if self.stateful:
             u = ops.cast(self.membrane, inputs.dtype)
         else:
@@ -99,7 +115,7 @@ class LIF(keras.layers.Layer):
             # Unknown length: a scan over time (time-major).
             u, spikes = ops.scan(self._step, u, ops.moveaxis(inputs, 1, 0))
             spikes = ops.moveaxis(spikes, 0, 1)
-        else:
+        elif training:
             # Known length: unrolled, so exported graphs hold plain ops (no while loop).
             # One unstack, not T slices `inputs[:, t]`: on TensorFlow each slice's gradient is
             # a full-size (batch, time, ...) scatter, T of them per layer, which cost ~18% of
@@ -109,6 +125,16 @@ class LIF(keras.layers.Layer):
                 u, s = self._step(u, x_t)
                 steps.append(s)
             spikes = ops.stack(steps, axis=1)
+        else:
+            # Inference, unrolled on (batch, 1, ...) steps: XNNPACK runs keep-dims slices and
+            # concatenations, not the UNPACK and PACK of unstack and stack.
+            u = ops.expand_dims(u, 1)
+            steps = []
+            for t in range(inputs.shape[1]):
+                u, s = self._step(u, inputs[:, t : t + 1])
+                steps.append(s)
+            spikes = concat_time(steps)
+            u = ops.squeeze(u, 1)
         if self.stateful:
             self.membrane.assign(ops.cast(u, self.membrane.dtype))
         return spikes

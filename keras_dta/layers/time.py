@@ -10,6 +10,25 @@ import keras
 from keras import ops
 
 
+# XNNPACK (TFLite's CPU delegate) joins at most five tensors in one CONCATENATION in this
+# LiteRT; a concatenation of six runs outside the delegate and splits the graph.
+_MAX_CONCAT_INPUTS = 5
+
+
+def concat_time(steps):
+    """Joins `(batch, 1, ...)` tensors along the time axis, at most five at a time.
+
+    The same as one concatenation, but every CONCATENATION of an exported model stays within
+    what XNNPACK runs.
+    """
+    while len(steps) > 1:
+        steps = [
+            group[0] if len(group) == 1 else ops.concatenate(group, axis=1)
+            for group in (steps[i : i + _MAX_CONCAT_INPUTS] for i in range(0, len(steps), _MAX_CONCAT_INPUTS))
+        ]
+    return steps[0]
+
+
 def _check_min_rank(layer, input_shape, rank):
     if len(input_shape) < rank:
         raise ValueError(
@@ -40,7 +59,8 @@ class RepeatTime(keras.layers.Layer):
         self.T = T
 
     def call(self, inputs):
-        return ops.repeat(ops.expand_dims(inputs, 1), self.T, axis=1)
+        # Concatenated copies rather than `repeat`, whose TILE op XNNPACK does not run.
+        return concat_time([ops.expand_dims(inputs, 1)] * self.T)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.T, *input_shape[1:])

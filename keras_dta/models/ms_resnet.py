@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from keras_dta.layers import DTA, LIF, MeanOverTime, RepeatTime, TimeFold
+from keras_dta.layers import DTA, LIF, MeanOverTime, RepeatTime, Subsample2D, TimeFold
 
 ATTENTION_KINDS = ("dta", "txa", "tna", "none")
 
@@ -19,11 +19,8 @@ def _conv(x, filters, kernel_size, stride, name):
     """Conv2D on every time step, no bias, padded as PyTorch pads `kernel_size // 2`."""
     if kernel_size == 1:
         if stride > 1:
-            # A 1x1 conv with stride s is a 1x1 conv on every s-th pixel. Subsampling first
-            # sidesteps a TensorFlow 2.21 oneDNN crash (SIGSEGV) in the weight gradient of
-            # strided 1x1 convs with few input channels on 48x48 and larger inputs.
-            pool = layers.MaxPooling2D(pool_size=1, strides=stride)
-            x = TimeFold(pool, name=f"{name}_subsample")(x)
+            # A 1x1 conv with stride s is a 1x1 conv on every s-th pixel (see Subsample2D).
+            x = TimeFold(Subsample2D(stride), name=f"{name}_subsample")(x)
             stride = 1
         padding = "valid"
     elif stride == 1:
