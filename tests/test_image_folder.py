@@ -10,10 +10,12 @@ import pytest
 import tensorflow as tf
 
 from keras_dta import training
-from keras_dta.data import datasets, image_folder
+from keras_dta.data import datasets, image_files, image_folder
 from keras_dta.data.image_folder import ImageFolder
 
-CIFAR10_JPEG = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR10_JPEG = (
+    pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+)
 
 
 def write_images(root, layout, size=8, seed=0):
@@ -68,7 +70,9 @@ def test_classes_and_labels_follow_the_sorted_folders(folder):
         x, y = batches(spec.load(split, batch_size=2, training=False, data_dir=str(root)))
         assert x.shape == (spec.num_examples(split), 8, 8, 3)
         expected = sorted(p for p in pixels if f"/{split}/" in p)  # class, then file name
-        np.testing.assert_array_equal(y.argmax(1), [spec.class_names.index(p.split("/")[-2]) for p in expected])
+        np.testing.assert_array_equal(
+            y.argmax(1), [spec.class_names.index(p.split("/")[-2]) for p in expected]
+        )
         np.testing.assert_array_equal(y.sum(1), 1.0)
         for image, path in zip(x, expected):
             np.testing.assert_allclose(image, pixels[path] / 255.0, atol=1e-6)
@@ -87,17 +91,17 @@ def test_training_batches_are_augmented_and_cutmixed(folder):
 
 def test_split_without_test_folder_is_per_class_and_fixed(tmp_path, caplog):
     pixels = write_images(tmp_path, {"train": {"a": 10, "b": 10, "c": 5}})
-    with caplog.at_level(logging.INFO, logger=image_folder.__name__):
-        names, splits, held_out = image_folder.list_image_folder(str(tmp_path), test_fraction=0.2)
+    with caplog.at_level(logging.INFO, logger=image_files.__name__):
+        names, splits, held_out = image_files.list_image_folder(str(tmp_path), test_fraction=0.2)
     assert held_out and "no 'test' folder: holding out 5 of the 25" in caplog.text
     (train, y_train), (test, y_test) = splits["train"], splits["test"]
     assert np.bincount(y_test).tolist() == [2, 2, 1]
     assert not set(train) & set(test) and set(train) | set(test) == set(pixels)
     for paths, labels in (splits["train"], splits["test"]):
         assert [names[y] for y in labels] == [p.split("/")[-2] for p in paths]
-    again = image_folder.list_image_folder(str(tmp_path), test_fraction=0.2)[1]
+    again = image_files.list_image_folder(str(tmp_path), test_fraction=0.2)[1]
     assert again["test"][0] == test
-    other = image_folder.list_image_folder(str(tmp_path), test_fraction=0.2, split_seed=1)[1]
+    other = image_files.list_image_folder(str(tmp_path), test_fraction=0.2, split_seed=1)[1]
     assert other["test"][0] != test
     spec = ImageFolder(str(tmp_path), test_fraction=0.2)
     assert (spec.num_examples("train"), spec.num_examples("test")) == (20, 5)
@@ -118,16 +122,19 @@ def test_statistics_match_numpy_and_are_cached(folder, tmp_path, monkeypatch, ca
     def no_scan(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(image_folder, "_pixel_sums", no_scan)
+    monkeypatch.setattr(image_files, "pixel_sums", no_scan)
     assert ImageFolder(str(root), stats_dir=str(stats_dir)).prepare().mean == prepared.mean
     monkeypatch.undo()
 
-    cache_path.write_text('{"format": 1, "scan": ')  # a torn write
-    with caplog.at_level(logging.WARNING):
-        again = ImageFolder(str(root), stats_dir=str(stats_dir)).prepare()
-    assert "unreadable statistics cache" in caplog.text
-    np.testing.assert_allclose(again.mean, prepared.mean)
-    assert json.loads(cache_path.read_text())["stats"]["mean"] == list(prepared.mean)
+    wrong_channels = {**cache, "stats": {**cache["stats"], "mean": [0.5]}}
+    for corrupt in ('{"format": 1, "scan": ', "[]", json.dumps(wrong_channels)):  # torn, not ours
+        caplog.clear()
+        cache_path.write_text(corrupt)
+        with caplog.at_level(logging.WARNING):
+            again = ImageFolder(str(root), stats_dir=str(stats_dir)).prepare()
+        assert "unreadable statistics cache" in caplog.text
+        np.testing.assert_allclose(again.mean, prepared.mean)
+        assert json.loads(cache_path.read_text())["stats"]["mean"] == list(prepared.mean)
 
     caplog.clear()
     (root / "train" / "ant" / "000.png").unlink()  # the images changed: stale
@@ -150,7 +157,10 @@ def test_given_statistics_are_used(folder):
 
 
 def test_mixed_sizes_are_resized_with_a_warning(tmp_path, caplog):
-    write_images(tmp_path, {"train": {"a": [(8, 8), (12, 10)], "b": [(8, 8), (8, 8)]}, "test": {"a": [(6, 6)]}})
+    write_images(
+        tmp_path,
+        {"train": {"a": [(8, 8), (12, 10)], "b": [(8, 8), (8, 8)]}, "test": {"a": [(6, 6)]}},
+    )
     with caplog.at_level(logging.WARNING):
         spec = ImageFolder(str(tmp_path))
         assert spec.input_shape() == (32, 32, 3)  # the default when sizes differ
@@ -187,16 +197,37 @@ def _remove(path):
     [
         (lambda root: _remove(root) or root.rmdir(), "does not exist. Received: data_dir="),
         (lambda root: _remove(root / "train") or (root / "train").rmdir(), "has no 'train' folder"),
-        (lambda root: (root / "train" / "empty").mkdir(), r"holds no images.*Received: class='empty'"),
-        (lambda root: (root / "test" / "empty").mkdir(), r"holds no images.*Received: class='empty'"),
+        (
+            lambda root: (root / "train" / "empty").mkdir(),
+            r"holds no images.*Received: class='empty'",
+        ),
+        (
+            lambda root: (root / "test" / "empty").mkdir(),
+            r"holds no images.*Received: class='empty'",
+        ),
         (lambda root: (root / "train" / "b" / "1.jpg").write_bytes(b"not an image"), r"b/1\.jpg"),
         (lambda root: (root / "test" / "b" / "x.png").write_bytes(b""), r"x\.png"),
-        (lambda root: write_images(root, {"test": {"c": 1}}), r"'c' is in .*test but not in .*train"),
-        (lambda root: _remove(root / "train" / "b") or (root / "train" / "b").rmdir(), "at least two classes"),
+        (
+            lambda root: write_images(root, {"test": {"c": 1}}),
+            r"'c' is in .*test but not in .*train",
+        ),
+        (
+            lambda root: _remove(root / "train" / "b") or (root / "train" / "b").rmdir(),
+            "at least two classes",
+        ),
         (lambda root: _remove(root / "train"), r"No images \(.jpg"),
     ],
-    ids=["no_dir", "no_train", "empty_class", "empty_test_class", "corrupt", "corrupt_test",
-         "test_only_class", "one_class", "no_images"],
+    ids=[
+        "no_dir",
+        "no_train",
+        "empty_class",
+        "empty_test_class",
+        "corrupt",
+        "corrupt_test",
+        "test_only_class",
+        "one_class",
+        "no_images",
+    ],
 )
 def test_bad_input_names_the_offender(tmp_path, breaks, message):
     root = tmp_path / "images"
@@ -250,7 +281,12 @@ def test_train_two_steps_on_a_tiny_folder(tmp_path):
         "image_folder",
         data_dir=str(tmp_path / "images"),
         model_dir=str(tmp_path / "run"),
-        model_kwargs={"stem_filters": 4, "stage_filters": [8, 8], "stage_blocks": [1, 1], "stage_strides": [1, 2]},
+        model_kwargs={
+            "stem_filters": 4,
+            "stage_filters": [8, 8],
+            "stage_blocks": [1, 1],
+            "stage_strides": [1, 2],
+        },
         T=2,
         epochs=1,
         batch_size=2,
@@ -284,14 +320,18 @@ def extract_cifar10_jpeg(dest, classes, per_split):
     return dest
 
 
-@pytest.mark.skipif(not CIFAR10_JPEG.exists(), reason=f"the real CIFAR-10 JPEGs ({CIFAR10_JPEG}) are absent")
+@pytest.mark.skipif(
+    not CIFAR10_JPEG.exists(), reason=f"the real CIFAR-10 JPEGs ({CIFAR10_JPEG}) are absent"
+)
 def test_real_cifar10_jpegs(tmp_path):
     root = extract_cifar10_jpeg(tmp_path / "cifar", ["airplane", "automobile", "bird"], per_split=4)
     spec = ImageFolder(str(root), stats_dir=str(tmp_path / "run"))
     assert spec.class_names == ["airplane", "automobile", "bird"]
     assert spec.input_shape() == (32, 32, 3) and spec.num_examples("test") == 12
     x, y = batches(spec.load("test", batch_size=4, training=False))
-    first = tf.io.decode_jpeg((root / "test" / "airplane" / "0000.jpg").read_bytes()).numpy() / 255.0
+    first = (
+        tf.io.decode_jpeg((root / "test" / "airplane" / "0000.jpg").read_bytes()).numpy() / 255.0
+    )
     prepared = spec.prepare()
     np.testing.assert_allclose(x[0] * prepared.std + prepared.mean, first, atol=1e-5)
     assert y.argmax(1).tolist() == [0] * 4 + [1] * 4 + [2] * 4

@@ -1,5 +1,9 @@
 """Train on your own images: a folder of class folders.
 
+```
+python trainers/fit.py --dataset image_folder --data_dir DIR
+```
+
 Layout (that of `tfds.folder_dataset.ImageFolder`):
 
 ```
@@ -57,7 +61,11 @@ themselves (once per `data_dir`; the results are kept on the object), so a
 trainer that asks for `num_examples("train", data_dir)` before building the
 model works without calling `prepare`; it then computes the statistics in
 memory only, and `num_classes`/`input_shape` describe the `data_dir` prepared
-last.
+last. Asking for `num_classes` or `input_shape` of an object that has seen no
+folder raises `ValueError`. Whatever reads the data again later (evaluation,
+export) must build the dataset with the same `image_size`, `mean`/`std`,
+`test_fraction` and `split_seed`; computed statistics come out the same
+(a fixed summation order), and with the same `stats_dir` they are read back.
 
 Example:
 
@@ -66,30 +74,27 @@ Example:
 >>> spec.class_names, spec.input_shape()
 (['cat', 'dog'], (32, 32, 3))
 
-Presets: `PAPER_PRESET` (the paper's CIFAR recipe, the default) and
-`CPU_PRESET` (a small model for one CPU).
+Presets: `PAPER_PRESET` (the paper's CIFAR recipe, the default, also at larger
+image sizes) and `CPU_PRESET` (a small model for one CPU).
 """
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 
 import numpy as np
 
 from keras_dta import files
-from keras_dta.data import datasets, mixing
+from keras_dta.data import datasets, image_files, mixing
+from keras_dta.data.image_files import IMAGE_EXTENSIONS, list_image_folder  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The largest side trained with the CIFAR recipe; larger images get the
 # ImageNet-style crops.
 CIFAR_SCALE = 64
 DEFAULT_IMAGE_SIZE = 32
 STATS_FILE = "image_folder_stats.json"
-_CACHE_FORMAT = 1
 
 # The paper's CIFAR recipe (Table 4).
 PAPER_PRESET = {
@@ -148,221 +153,6 @@ class PreparedFolder:
     std: tuple
 
 
-def _list_class_folder(folder):
-    names = sorted(
-        f
-        for f in os.listdir(folder)
-        if not f.startswith(".")
-        and f.lower().endswith(IMAGE_EXTENSIONS)
-        and os.path.isfile(os.path.join(folder, f))
-    )
-    return [os.path.join(folder, f) for f in names]
-
-
-def _list_split(split_dir):
-    """`{class: [paths]}` of the class folders of `split_dir`, sorted."""
-    classes = sorted(
-        d
-        for d in os.listdir(split_dir)
-        if not d.startswith(".") and os.path.isdir(os.path.join(split_dir, d))
-    )
-    listing = {c: _list_class_folder(os.path.join(split_dir, c)) for c in classes}
-    if not any(listing.values()):
-        raise ValueError(
-            f"No images ({', '.join(IMAGE_EXTENSIONS)}) in any class folder of "
-            f"{split_dir}; expected {split_dir}/<class>/<image>. "
-            f"Received: class folders={classes}"
-        )
-    for c, paths in listing.items():
-        if not paths:
-            raise ValueError(
-                f"The class folder {os.path.join(split_dir, c)} holds no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove it. Received: class={c!r}"
-            )
-    return listing
-
-
-def list_image_folder(data_dir, *, test_fraction=0.1, split_seed=0):
-    """Lists `data_dir/train` and `data_dir/test` (or splits `train`), checking the layout.
-
-    Args:
-        data_dir: the folder holding `train/` and optionally `test/`.
-        test_fraction: fraction of each class held out when there is no `test/`.
-        split_seed: seed of that split.
-
-    Returns:
-        `(class_names, {"train": (paths, labels), "test": (paths, labels)}, held_out)`,
-        absolute paths sorted by class, then by name.
-
-    Raises:
-        ValueError: a bad layout, naming the folder or class.
-    """
-    if not data_dir:
-        raise ValueError(
-            "image_folder reads DIR/train/<class>/<image>: pass the folder as data_dir "
-            f"(--data_dir). Received: data_dir={data_dir!r}"
-        )
-    if not os.path.isdir(data_dir):
-        raise ValueError(f"The image folder does not exist. Received: data_dir={data_dir!r}")
-    root = os.path.abspath(data_dir)
-    train_dir = os.path.join(root, "train")
-    if not os.path.isdir(train_dir):
-        raise ValueError(
-            f"The image folder has no 'train' folder ({train_dir}); expected "
-            f"DIR/train/<class>/<image>. Received: data_dir={data_dir!r}"
-        )
-    train = _list_split(train_dir)
-    class_names = sorted(train)
-    if len(class_names) < 2:
-        raise ValueError(
-            f"An image folder needs at least two classes; {train_dir} has {class_names}. "
-            f"Received: data_dir={data_dir!r}"
-        )
-    index = {c: i for i, c in enumerate(class_names)}
-
-    def flatten(listing):
-        paths = [p for c in sorted(listing) for p in listing[c]]
-        labels = [index[c] for c in sorted(listing) for _ in listing[c]]
-        return paths, np.asarray(labels, np.int64)
-
-    test_dir = os.path.join(root, "test")
-    if os.path.isdir(test_dir):
-        test = _list_split(test_dir)
-        unknown = sorted(set(test) - set(train))
-        if unknown:
-            raise ValueError(
-                f"The class {unknown[0]!r} is in {test_dir} but not in {train_dir}: "
-                f"a test class needs training images. Received: class={unknown[0]!r}"
-            )
-        missing = sorted(set(train) - set(test))
-        if missing:
-            logger.warning("%s has no images of the classes %s.", test_dir, missing)
-        return class_names, {"train": flatten(train), "test": flatten(test)}, False
-
-    kept, held = {}, {}
-    for label, c in enumerate(class_names):
-        paths = train[c]
-        n_test = int(round(len(paths) * test_fraction))
-        n_test = min(max(n_test, 1), len(paths) - 1) if len(paths) > 1 else 0
-        # A generator per class: adding a class leaves the other classes' splits alone.
-        order = np.random.default_rng([split_seed, label]).permutation(len(paths))
-        held[c] = sorted(paths[i] for i in order[:n_test])
-        kept[c] = sorted(paths[i] for i in order[n_test:])
-    logger.info(
-        "%s has no 'test' folder: holding out %d of the %d training images (%g of each "
-        "class, seed %d) as the test split.",
-        data_dir,
-        sum(map(len, held.values())),
-        sum(map(len, train.values())),
-        test_fraction,
-        split_seed,
-    )
-    return class_names, {"train": flatten(kept), "test": flatten(held)}, True
-
-
-def _decode(path):
-    import tensorflow as tf
-
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def _resized(image, size):
-    """uint8 `(h, w, 3)` -> float32 `(size, size, 3)` in [0, 1]; untouched at that size."""
-    import tensorflow as tf
-
-    image = tf.cast(image, tf.float32) / 255.0
-    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
-    image = tf.cond(
-        same,
-        lambda: image,
-        lambda: tf.image.resize(image, (size, size), antialias=True),
-    )
-    image.set_shape([size, size, 3])
-    return image
-
-
-def _pixel_sums(paths, size=None):
-    """Per image: `(index, (h, w), channel sums, channel sums of squares)`, as numpy.
-
-    Images that fail to decode are dropped (their index is missing). With
-    `size`, images are first resized as the CIFAR-scale pipeline resizes them.
-    """
-    import tensorflow as tf
-
-    def measure(i, path):
-        image = _decode(path)
-        x = _resized(image, size) if size else tf.cast(image, tf.float32) / 255.0
-        x = tf.cast(x, tf.float64)
-        return i, tf.shape(image)[:2], tf.reduce_sum(x, [0, 1]), tf.reduce_sum(x * x, [0, 1])
-
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), list(paths)))
-    ds = ds.map(measure, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    ds = ds.ignore_errors().batch(4096)
-    parts = list(ds.as_numpy_iterator())
-    if not parts:
-        empty = np.zeros((0, 3))
-        return np.zeros(0, np.int64), np.zeros((0, 2), np.int64), empty, empty
-    index, shapes, sums, squares = (np.concatenate(p) for p in zip(*parts))
-    order = np.argsort(index)  # a fixed summation order: the same statistics every time
-    return index[order], shapes[order], sums[order], squares[order]
-
-
-def _decode_error(path):
-    import tensorflow as tf
-
-    try:
-        _decode(path)
-    except (tf.errors.OpError, OSError) as e:
-        return getattr(e, "message", str(e)).splitlines()[0]
-    return "failed to decode in tf.data"
-
-
-def _mean_std(shapes, sums, squares, size=None):
-    pixels = float(np.sum(shapes[:, 0] * shapes[:, 1])) if size is None else len(shapes) * size**2
-    mean = sums.sum(0) / pixels
-    std = np.sqrt(np.maximum(squares.sum(0) / pixels - mean**2, 0.0))
-    return [float(v) for v in mean], [float(v) for v in std]
-
-
-def scan_images(paths, num_train):
-    """Decodes every image once: sizes, unreadable files, and raw pixel statistics.
-
-    Args:
-        paths: all image paths, the `num_train` training images first.
-        num_train: how many of `paths` are training images (their pixels give
-            the statistics).
-
-    Returns:
-        A JSON-able dict: `bad` (`{path: error}`), `sizes` (`{"train"|"test":
-        {"HxW": count}}`, readable images only), and `mean`, `std` of the
-        readable training pixels at their own sizes.
-    """
-    index, shapes, sums, squares = _pixel_sums(paths)
-    bad = sorted(set(range(len(paths))) - set(index.tolist()))
-    train = index < num_train
-    sizes = {"train": {}, "test": {}}
-    for i, (h, w) in zip(index, shapes):
-        counts = sizes["train" if i < num_train else "test"]
-        counts[f"{h}x{w}"] = counts.get(f"{h}x{w}", 0) + 1
-    mean, std = _mean_std(shapes[train], sums[train], squares[train]) if train.any() else (None, None)
-    return {
-        "bad": {paths[i]: _decode_error(paths[i]) for i in bad},
-        "sizes": sizes,
-        "mean": mean,
-        "std": std,
-    }
-
-
-def _fingerprint(paths):
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 class ImageFolder:
     """A dataset of images in class folders (see the module docstring).
 
@@ -403,14 +193,21 @@ class ImageFolder:
             isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
         ):
             raise ValueError(
-                f"`image_size` must be a positive integer or None. Received: image_size={image_size!r}"
+                "`image_size` must be a positive integer or None. "
+                f"Received: image_size={image_size!r}"
             )
         if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
             raise ValueError(
                 f"`test_fraction` must be in (0, 1). Received: test_fraction={test_fraction!r}"
             )
+        if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+            raise ValueError(
+                f"`split_seed` must be an integer >= 0. Received: split_seed={split_seed!r}"
+            )
         if (mean is None) != (std is None):
-            raise ValueError(f"Pass both `mean` and `std`, or neither. Received: mean={mean!r}, std={std!r}")
+            raise ValueError(
+                f"Pass both `mean` and `std`, or neither. Received: mean={mean!r}, std={std!r}"
+            )
         if mean is not None:
             mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
             if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -460,61 +257,67 @@ class ImageFolder:
 
     def _scan(self, root, class_names, splits, held_out, stats_dir):
         paths = splits["train"][0] + splits["test"][0]
-        num_train = len(splits["train"][0])
-        fingerprint = _fingerprint(paths)
+        fingerprint = image_files.fingerprint(paths)
         cache_path = os.path.join(stats_dir, STATS_FILE) if stats_dir else None
-        cache = _read_cache(cache_path, root, fingerprint)
+        cache = image_files.read_cache(cache_path, root, fingerprint)
         if cache is None:
-            cache = {"format": _CACHE_FORMAT, "data_dir": root, "fingerprint": fingerprint}
-            cache["scan"] = scan_images(paths, num_train)
-        scan = cache["scan"]
-
-        bad = scan["bad"]
-        if bad and not self.skip_bad:
-            path, error = next(iter(bad.items()))
-            raise ValueError(
-                f"{len(bad)} image(s) cannot be decoded, the first: {path} ({error}). "
-                "Fix or remove them, or pass skip_bad=True (--skip_bad) to skip them. "
-                f"Received: file={path!r}"
-            )
-        if bad:
-            logger.warning("Skipping %d image(s) that cannot be decoded: %s", len(bad), sorted(bad)[:10])
-            splits = {
-                split: ([p for p in ps if p not in bad], np.asarray([y for p, y in zip(ps, ys) if p not in bad]))
-                for split, (ps, ys) in splits.items()
+            scan = image_files.scan_images(paths, len(splits["train"][0]))
+            cache = {
+                "format": image_files.CACHE_FORMAT,
+                "data_dir": root,
+                "fingerprint": fingerprint,
             }
-            if not splits["train"][0]:
-                raise ValueError(f"No training image of {root} can be decoded. Received: data_dir={root!r}")
-
-        size = self.image_size or _default_size(scan["sizes"]["train"])
-        other = {
-            split: sum(n for hw, n in counts.items() if hw != f"{size}x{size}")
-            for split, counts in scan["sizes"].items()
-        }
-        if sum(other.values()):
-            log = logger.warning if size <= CIFAR_SCALE else logger.info
-            log(
-                "%d of %d training and %d of %d test images are not %dx%d; they are resized to it.",
-                other["train"], len(splits["train"][0]), other["test"], len(splits["test"][0]), size, size,
-            )
-
+            cache["scan"] = scan
+        splits = self._drop_bad(root, splits, cache["scan"]["bad"])
+        size = self.image_size or _default_size(cache["scan"]["sizes"]["train"])
+        resized = _count_resized(cache["scan"]["sizes"], size)
         mean, std = self.mean, self.std
         if mean is None:
             stats = cache.get("stats")
             if stats is not None and stats.get("image_size") != size:
-                logger.warning("The statistics in %s are for another image size; recomputing.", cache_path)
+                logger.warning(
+                    "The statistics in %s are for another image size; recomputing.", cache_path
+                )
                 stats = None
             if stats is None:
-                stats = {"image_size": size, "mean": scan["mean"], "std": scan["std"]}
-                if other["train"]:
+                stats = {
+                    "image_size": size,
+                    "mean": cache["scan"]["mean"],
+                    "std": cache["scan"]["std"],
+                }
+                if resized:
                     # At mixed sizes, measure the pixels the model sees.
-                    _, shapes, sums, squares = _pixel_sums(splits["train"][0], size)
-                    stats["mean"], stats["std"] = _mean_std(shapes, sums, squares, size)
+                    _, shapes, sums, squares = image_files.pixel_sums(splits["train"][0], size)
+                    stats["mean"], stats["std"] = image_files.mean_std(shapes, sums, squares, size)
                 cache["stats"] = stats
             mean, std = tuple(stats["mean"]), tuple(stats["std"])
         if cache_path:
             files.write_json(cache_path, cache)
         return PreparedFolder(root, class_names, splits, held_out, size, mean, std)
+
+    def _drop_bad(self, root, splits, bad):
+        """`splits` without the images that do not decode; raises unless `skip_bad`."""
+        if not bad:
+            return splits
+        path, error = sorted(bad.items())[0]
+        if not self.skip_bad:
+            raise ValueError(
+                f"{len(bad)} image(s) cannot be decoded, the first: {path} ({error}). "
+                "Fix or remove them, or pass skip_bad=True (--skip_bad) to skip them. "
+                f"Received: file={path!r}"
+            )
+        logger.warning(
+            "Skipping %d image(s) that cannot be decoded: %s", len(bad), sorted(bad)[:10]
+        )
+        kept = {}
+        for split, (paths, labels) in splits.items():
+            keep = [p not in bad for p in paths]
+            kept[split] = ([p for p, k in zip(paths, keep) if k], np.asarray(labels)[keep])
+        if not kept["train"][0]:
+            raise ValueError(
+                f"No training image of {root} can be decoded. Received: data_dir={root!r}"
+            )
+        return kept
 
     def _folder(self):
         if self._current is None:
@@ -542,7 +345,8 @@ class ImageFolder:
     def _check_split(self, split):
         if split not in ("train", "test"):
             raise ValueError(
-                f"Unknown split for image_folder. Expected 'train' or 'test'. Received: split={split!r}"
+                "Unknown split for image_folder. Expected 'train' or 'test'. "
+                f"Received: split={split!r}"
             )
 
     def num_examples(self, split, data_dir=None, T=None):
@@ -581,9 +385,9 @@ class ImageFolder:
         cifar = size <= CIFAR_SCALE
 
         def prepare(path, label):
-            image = _decode(path)
+            image = image_files.decode_image(path)
             if cifar:
-                image = _resized(image, size)
+                image = image_files.resize_image(image, size)
                 if training:
                     image = flip(crop(tf.pad(image, [[4, 4], [4, 4], [0, 0]])))
             elif training:
@@ -600,7 +404,9 @@ class ImageFolder:
             def mix_fn(x, y):
                 return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5)
 
-        return datasets._finish(ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn)
+        return datasets._finish(
+            ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn
+        )
 
 
 def _default_size(train_sizes):
@@ -618,28 +424,21 @@ def _default_size(train_sizes):
     return DEFAULT_IMAGE_SIZE
 
 
-def _read_cache(path, root, fingerprint):
-    """The cached scan of `root`, or None (absent, unreadable or stale: with a warning)."""
-    if not path or not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            cache = json.load(f)
-        scan = cache["scan"]
-        for key in ("bad", "sizes", "mean", "std"):
-            scan[key]  # noqa: B018 (raises KeyError on a truncated cache)
-        stats = cache.get("stats")
-        if stats is not None and not (len(stats["mean"]) == len(stats["std"]) == 3):
-            raise ValueError("the statistics do not have three channels")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        logger.warning("Ignoring the unreadable statistics cache %s (%s: %s); recomputing.", path, type(e).__name__, e)
-        return None
-    key = (cache.get("format"), cache.get("data_dir"), cache.get("fingerprint"))
-    if key != (_CACHE_FORMAT, root, fingerprint):
-        logger.warning(
-            "The statistics cache %s is stale (it describes %s, or the images changed); recomputing.",
-            path,
-            cache.get("data_dir"),
+def _count_resized(sizes, size):
+    """Counts the images not `size`x`size` (warning at CIFAR scale, where they are resized)."""
+    other = {
+        split: sum(n for hw, n in counts.items() if hw != f"{size}x{size}")
+        for split, counts in sizes.items()
+    }
+    if sum(other.values()):
+        log = logger.warning if size <= CIFAR_SCALE else logger.info
+        log(
+            "%d of %d training and %d of %d test images are not %dx%d; they are resized to it.",
+            other["train"],
+            sum(sizes["train"].values()),
+            other["test"],
+            sum(sizes["test"].values()),
+            size,
+            size,
         )
-        return None
-    return cache
+    return other["train"]
