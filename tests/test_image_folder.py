@@ -174,6 +174,34 @@ def test_mixed_sizes_are_resized_with_a_warning(tmp_path, caplog):
     assert x.shape == (4, 8, 8, 3) and np.isfinite(x).all()
 
 
+def test_bmp_gif_grayscale_and_upper_case_extensions(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+    image_module.fromarray(rgb).save(tmp_path / "train" / "a" / "1.bmp")
+    image_module.fromarray(gray).save(tmp_path / "train" / "a" / "2.GIF")
+    image_module.fromarray(gray).save(tmp_path / "train" / "b" / "1.PNG")
+    (tmp_path / "train" / "b" / "notes.txt").write_text("not an image, not listed")
+    spec = ImageFolder(str(tmp_path), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), test_fraction=0.3)
+    names = {split: spec.prepare().splits[split][0] for split in ("train", "test")}
+    assert sorted(os.path.basename(p) for p in names["train"] + names["test"]) == [
+        "1.PNG",
+        "1.bmp",
+        "2.GIF",
+    ]
+    x, _ = batches(spec.load("train", batch_size=2, training=False))
+    x = np.concatenate([x, batches(spec.load("test", batch_size=2, training=False))[0]])
+    by_name = dict(zip((os.path.basename(p) for p in names["train"] + names["test"]), x))
+    np.testing.assert_allclose(by_name["1.bmp"], rgb / 255.0, atol=1e-6)
+    np.testing.assert_allclose(
+        by_name["1.PNG"], np.repeat(gray[..., None], 3, -1) / 255.0, atol=1e-6
+    )
+    assert by_name["2.GIF"].shape == (8, 8, 3)
+
+
 def test_equal_square_images_set_the_size(tmp_path):
     write_images(tmp_path, {"train": {"a": 2, "b": 2}}, size=12)
     assert ImageFolder(str(tmp_path)).input_shape(4) == (12, 12, 3)
