@@ -500,3 +500,12 @@ register_dataset(
     ),
 )
 register_dataset("cifar10_dvs", Cifar10DVS)
+
+
+def _image_folder():
+    from keras_dta.data.image_folder import ImageFolder  # imports this module: lazily
+
+    return ImageFolder()
+
+
+register_dataset("image_folder", _image_folder)
