@@ -123,3 +123,27 @@ def parse_bool(text):
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"Expected a boolean. Received: {text!r}")
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path`, creating the parent directory."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def conv_peak_gflops(runs=7):
+    """This machine's dense float32 convolution peak, GFLOP/s (TensorFlow, oneDNN).
+
+    The method of `../shared/bench/cpu_peak.py`, which REFERENCE.md's performance anchors
+    are stated against: the best of `runs` timings of one 3x3 convolution, 64 x 32 x 32 x
+    128 -> 128 channels.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    x = tf.random.normal((64, 32, 32, 128))
+    w = tf.random.normal((3, 3, 128, 128))
+    conv = tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"), autograph=False)
+    conv(x, w).numpy()
+    best = min(time_calls(lambda: conv(x, w).numpy(), runs=runs, warmup=0)[0])
+    return 2 * 64 * 32 * 32 * 128 * 128 * 9 / best / 1e9

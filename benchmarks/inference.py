@@ -6,26 +6,46 @@ Modes:
 - `predict`: `model.predict_on_batch` (Keras's compiled predict function, jitted on JAX).
 - `graph`, `xla`: the call wrapped in `tf.function`, without and with `jit_compile`
   (TensorFlow backend only).
-- `tflite_fp32`, `tflite_int8`: converted with `keras_dta.export.convert_to_tflite` at a
-  static batch size (float32, or full-integer int8 with float input and output, calibrated
-  on `--calibration_steps` random images) and run with `keras_dta.export.make_interpreter`
-  (`ai_edge_litert` Interpreter, XNNPACK delegate, `--num_threads` threads).
+- `tflite_fp32`, `tflite_dynamic`, `tflite_int8`: converted with
+  `keras_dta.export.convert_to_tflite` at a static batch size (float32; int8 weights with
+  float activations, which XNNPACK runs as int8 matrix products on activations quantized on
+  the fly; full integer with float input and output, calibrated on `--calibration_steps`
+  random images) and run with `keras_dta.export.make_interpreter` (LiteRT, XNNPACK,
+  `--num_threads` threads). Each row also gives the XNNPACK partitions and the ops left
+  outside the delegate (`keras_dta.export.delegate_summary`).
 
-`--experimental_ceil_spike` swaps, in this process only, the spike's `cast(greater(v, 0))`
-for `ceil(clip(v, 0, 1))` (identical in float32), an experiment on XNNPACK delegation of the
-LIF layers: GREATER and the bool CAST are not delegated, so each of the 108 spikes of
-MS-ResNet-18 at T = 6 splits the XNNPACK graph (143 partitions in int8). CEIL is not
-delegated in int8 either (161 partitions); interleaved runs gave ~10% on int8, nothing on
-float32, so the library keeps `greater`.
+The modes are timed in `--rounds` interleaved rounds (every mode once per round, `--runs`
+calls each), so a change in the machine's load falls on all of them alike; the figure is the
+median of all timed calls, after `--warmup` untimed ones per mode.
+
+Against the authors' implementation: the machine's float32 convolution peak `P` is measured
+first (the method of `../shared/bench/cpu_peak.py`), and the authors' PyTorch latency on this
+machine is estimated from the anchors of `REFERENCE.md` ("Performance anchors": 79.8 ms for
+their eager model, T = 6, batch 1, 2 threads, on a machine with P = 408 GFLOP/s, and 26.6-30.1
+ms for it through ONNX Runtime static int8), scaled by 408 / P. These are estimates, printed
+as such; a side-by-side measurement needs the authors' code, which stays out of this
+repository.
 
 The weights are random: dense kernels take the same time whatever the values, so latency
-does not depend on training. Each figure is the median of `--runs` timed calls after
-`--warmup` untimed ones.
+does not depend on training.
+
+Experiments, with their figures (this 2-core machine):
+- The spike as `cast(greater(v, 0))`: GREATER and the bool CAST have no XNNPACK kernel, so
+  each of the 108 spikes of MS-ResNet-18 at T = 6 split the XNNPACK graph (143 partitions in
+  int8; 78 ms int8, 150 ms float32 at 2 threads). `ceil(clip(v, 0, 1))` (identical in
+  float32): CEIL is not delegated in int8 either (161 partitions), ~10% on int8, nothing on
+  float32. `min(relu(G v), 1)` with a large power-of-two G: exact and delegated in float32,
+  but in int8 its MUL by G falls outside XNNPACK's scale limits (190 partitions). The
+  library's chain of RELU6 stages (`surrogates.exact_gains`) is exact and delegated in
+  float32 and dynamic-range models: one partition.
+- UNPACK/PACK (the LIF's time steps), TILE (repeating the image) and the 1x1 max pool of
+  the strided shortcut also fell outside XNNPACK; inference now slices and concatenates,
+  RepeatTime concatenates and `Subsample2D` reshapes and slices.
 
 Usage:
 
-    python benchmarks/inference.py --T 6 --batch_sizes 1,16 \
-        --modes eager,graph,xla,tflite_fp32,tflite_int8 --output results/inference.json
+    python benchmarks/inference.py --T 6 --batch_sizes 1 --num_threads 2 \
+        --modes graph,tflite_fp32,tflite_dynamic,tflite_int8 --rounds 3 --runs 5
 """
 
 import argparse
@@ -38,7 +58,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 KERAS_MODES = ("eager", "predict", "graph", "xla")
-TFLITE_MODES = ("tflite_fp32", "tflite_int8")
+TFLITE_MODES = {"tflite_fp32": "none", "tflite_dynamic": "dynamic", "tflite_int8": "int8"}
+
+# REFERENCE.md, "Performance anchors": measured side by side on one 2-core machine whose
+# float32 convolution peak was 408 GFLOP/s (T = 6, batch 1, 32x32, 100 classes, 2 threads).
+ANCHOR_PEAK_GFLOPS = 408.0
+ANCHOR_AUTHORS_MS = 79.8
+ANCHOR_ONNX_INT8_MS = (26.6, 30.1)
 
 
 def _keras_runner(model, mode, backend):
@@ -70,114 +96,120 @@ def _tflite_runner(flatbuffer, num_threads):
         interpreter.invoke()
         return np.array(interpreter.get_tensor(out))
 
-    return run, delegate
+    return run, delegate, export.delegate_summary(interpreter)
 
 
-def _ceil_heaviside(v):
-    """`v > 0` as ceil(clip(v, 0, 1)): equal for every finite float, but XNNPACK-delegable."""
-    from keras import ops  # noqa: PLC0415
-
-    return ops.ceil(ops.clip(v, 0.0, 1.0))
-
-
-def main(argv=None):
+def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--T", type=int, default=6, help="time steps")
     parser.add_argument("--attn", default="dta", choices=("dta", "txa", "tna", "none"))
-    parser.add_argument("--batch_sizes", default="1,16", help="comma list; 1 gives latency")
-    parser.add_argument("--modes", default="eager,graph,xla,tflite_fp32,tflite_int8", help="comma list of modes")
-    parser.add_argument("--num_threads", type=int, default=os.cpu_count(), help="TFLite interpreter threads")
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--batch_sizes", default="1", help="comma list; 1 gives latency")
+    parser.add_argument("--modes", default="graph,tflite_fp32,tflite_dynamic,tflite_int8", help="comma list of modes")
+    parser.add_argument("--num_threads", type=int, default=2, help="TFLite interpreter threads")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="timed calls per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the modes")
     parser.add_argument("--calibration_steps", type=int, default=8, help="int8 calibration images")
-    parser.add_argument("--experimental_ceil_spike", action="store_true",
-                        help="spike as ceil(clip(v, 0, 1)) in this process (see the docstring)")
     parser.add_argument("--tflite_dir", default=None, help="keep the .tflite files here")
+    parser.add_argument("--no_peak", action="store_true", help="skip measuring the float32 peak")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    for m in modes:
-        if m not in KERAS_MODES + TFLITE_MODES:
-            parser.error(f"Unknown mode. Received: {m}; expected one of {KERAS_MODES + TFLITE_MODES}")
-    batch_sizes = common.parse_list(args.batch_sizes)
-    if args.T < 1 or args.runs < 1 or args.warmup < 0 or not batch_sizes or min(batch_sizes) < 1:
-        parser.error("--T, --runs and --batch_sizes must be positive, --warmup >= 0.")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in args.modes:
+        if m not in KERAS_MODES + tuple(TFLITE_MODES):
+            parser.error(f"Unknown mode. Received: {m}; expected one of {KERAS_MODES + tuple(TFLITE_MODES)}")
+    args.batch_sizes = common.parse_list(args.batch_sizes)
+    if min(args.T, args.runs, args.rounds, args.num_threads, *args.batch_sizes or [0]) < 1 or args.warmup < 0:
+        parser.error("--T, --runs, --rounds, --num_threads and --batch_sizes must be positive, --warmup >= 0.")
+    return args
 
+
+def _build_runners(args, model, backend, rng):
+    """`[(row, run, x)]` for every mode and batch size; conversions happen here."""
+    from keras_dta import export  # noqa: PLC0415
+
+    input_shape = tuple(model.inputs[0].shape[1:])
+    calibration = rng.normal(size=(args.calibration_steps, *input_shape)).astype("float32")
+    runners = []
+    for mode in args.modes:
+        for batch_size in args.batch_sizes:
+            x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
+            row = {"backend": backend, "mode": mode, "T": args.T, "batch_size": batch_size}
+            if mode in TFLITE_MODES:
+                start = time.perf_counter()
+                flatbuffer = export.convert_to_tflite(
+                    model, quantize=TFLITE_MODES[mode], calibration_data=calibration,
+                    num_calibration=args.calibration_steps, batch_size=batch_size)
+                row["convert_s"] = time.perf_counter() - start
+                if args.tflite_dir:
+                    name = f"ms_resnet18_{args.attn}_T{args.T}_{mode}_b{batch_size}.tflite"
+                    common.write_bytes(os.path.join(args.tflite_dir, name), flatbuffer)
+                run, row["delegate"], summary = _tflite_runner(flatbuffer, args.num_threads)
+                row.update(num_threads=args.num_threads, tflite_mb=len(flatbuffer) / 1e6, **summary)
+                print(f"{mode} batch={batch_size}: converted in {row['convert_s']:.0f} s; XNNPACK "
+                      f"{summary['partitions']} partition(s), outside: {summary['ops_outside'] or 'nothing'}", flush=True)
+            else:
+                run = _keras_runner(model, mode, backend)
+            runners.append((row, run, x))
+    return runners
+
+
+def _time_interleaved(args, runners):
+    """Every runner `--runs` times per round, for `--rounds` rounds; returns the rows."""
+    for row, run, x in runners:
+        common.time_calls(lambda: run(x), runs=1, warmup=args.warmup)
+        row["times_s"], row["cpu_s"] = [], []
+    for _ in range(args.rounds):
+        for row, run, x in runners:
+            wall, cpu = common.time_calls(lambda: run(x), runs=args.runs, warmup=0)
+            row["times_s"] += wall
+            row["cpu_s"] += cpu
+    rows = []
+    for row, _, _ in runners:
+        row.update(common.summarize(row["times_s"], row["cpu_s"]))
+        row["latency_ms"] = row["median_s"] * 1e3
+        row["images_per_s"] = row["batch_size"] / row["median_s"]
+        rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    args = _parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
     import keras_dta  # noqa: PLC0415
 
-    if args.experimental_ceil_spike:
-        keras_dta.surrogates.heaviside = _ceil_heaviside
     backend = keras.backend.backend()
-    if any(m in TFLITE_MODES for m in modes) and backend != "tensorflow":
-        parser.error(f"TFLite modes need KERAS_BACKEND=tensorflow. Received: backend={backend}")
+    if any(m in TFLITE_MODES for m in args.modes) and backend != "tensorflow":
+        sys.exit(f"TFLite modes need KERAS_BACKEND=tensorflow. Received: backend={backend}")
+    peak = None if args.no_peak or backend != "tensorflow" else common.conv_peak_gflops()
+    authors_ms = None if peak is None else ANCHOR_AUTHORS_MS * ANCHOR_PEAK_GFLOPS / peak
+    if peak is not None:
+        onnx = [ms * ANCHOR_PEAK_GFLOPS / peak for ms in ANCHOR_ONNX_INT8_MS]
+        print(f"float32 conv peak P = {peak:.0f} GFLOP/s; estimated from REFERENCE.md's anchors (scaled by "
+              f"408 / P, not measured here): authors' PyTorch {authors_ms:.1f} ms, its ONNX Runtime int8 "
+              f"{onnx[0]:.1f}-{onnx[1]:.1f} ms; the 1/3 target {authors_ms / 3:.1f} ms", flush=True)
     keras.utils.set_random_seed(0)
-    input_shape = (32, 32, 3)
-    model = keras_dta.models.ms_resnet18(attn=args.attn, T=args.T, input_shape=input_shape)
-    rng = np.random.default_rng(0)
-    results = []
-    calibration = rng.normal(size=(args.calibration_steps, *input_shape)).astype("float32")
-    for mode in modes:
-        for batch_size in batch_sizes:
-            x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
-            flatbuffer, convert_s, delegate = None, None, None
-            if mode in TFLITE_MODES:
-                from keras_dta import export  # noqa: PLC0415
-
-                start = time.perf_counter()
-                try:
-                    flatbuffer = export.convert_to_tflite(
-                        model, quantize="int8" if mode == "tflite_int8" else "none",
-                        calibration_data=calibration, num_calibration=args.calibration_steps,
-                        batch_size=batch_size)
-                except (RuntimeError, ValueError) as error:
-                    # convert_to_tflite calibrates int8 on one-image batches, which a model
-                    # converted with a static batch > 1 cannot take.
-                    message = str(error).splitlines()[0][:200]
-                    print(f"{mode} batch={batch_size}: conversion failed: {message}", flush=True)
-                    results.append({"backend": backend, "mode": mode, "T": args.T,
-                                    "batch_size": batch_size, "error": message})
-                    continue
-                convert_s = time.perf_counter() - start
-                if args.tflite_dir:
-                    os.makedirs(args.tflite_dir, exist_ok=True)
-                    name = f"ms_resnet18_{args.attn}_T{args.T}_{mode}_b{batch_size}.tflite"
-                    with open(os.path.join(args.tflite_dir, name), "wb") as f:
-                        f.write(flatbuffer)
-                run, delegate = _tflite_runner(flatbuffer, args.num_threads)
-            else:
-                run = _keras_runner(model, mode, backend)
-            times, cpu = common.time_calls(lambda: run(x), runs=args.runs, warmup=args.warmup)
-            summary = common.summarize(times, cpu)
-            row = {
-                "backend": backend, "mode": mode, "T": args.T, "batch_size": batch_size,
-                "latency_ms": summary["median_s"] * 1e3,
-                "images_per_s": batch_size / summary["median_s"],
-                **summary, "times_s": times, "cpu_s": cpu,
-                "load_average": os.getloadavg(),
-                "num_threads": args.num_threads if flatbuffer is not None else None,
-                "tflite_mb": len(flatbuffer) / 1e6 if flatbuffer is not None else None,
-                "convert_s": convert_s, "delegate": delegate,
-                "ceil_spike": args.experimental_ceil_spike,
-            }
-            results.append(row)
-            print(f"{mode} batch={batch_size}: {row['latency_ms']:.1f} ms/batch (min {row['min_s'] * 1e3:.1f}), "
-                  f"{row['images_per_s']:.2f} images/s", flush=True)
+    model = keras_dta.models.ms_resnet18(attn=args.attn, T=args.T, num_classes=args.num_classes)
+    rows = _time_interleaved(args, _build_runners(args, model, backend, np.random.default_rng(0)))
+    for row in rows:
+        row["vs_authors_scaled"] = None if authors_ms is None or row["batch_size"] != 1 else row["latency_ms"] / authors_ms
+        row["load_average"] = os.getloadavg()
     columns = [
-        ("backend", "backend", None), ("mode", "mode", None), ("T", "T", None),
-        ("batch_size", "batch", None), ("latency_ms", "ms/batch", "{:.1f}"),
+        ("mode", "mode", None), ("T", "T", None), ("batch_size", "batch", None),
+        ("latency_ms", "ms/batch", "{:.1f}"), ("min_s", "min s", "{:.4f}"),
         ("images_per_s", "images/s", "{:.2f}"), ("median_cpu_s", "CPU s/batch", "{:.3f}"),
-        ("num_threads", "threads", None),
-        ("tflite_mb", "MB", "{:.1f}"), ("error", "error", None),
+        ("partitions", "partitions", None), ("vs_authors_scaled", "x authors (scaled)", "{:.2f}"),
+        ("tflite_mb", "MB", "{:.1f}"),
     ]
-    print(common.format_table(results, columns))
+    print(common.format_table(rows, columns))
     common.write_json(args.output, {
         "benchmark": "inference", "model": "ms_resnet18", "attn": args.attn, "T": args.T,
-        "input": list(input_shape), "peak_rss_mib": common.peak_rss_mib(),
-        "machine": common.machine_info(), "results": results,
+        "num_classes": args.num_classes, "conv_peak_gflops": peak, "authors_ms_scaled": authors_ms,
+        "peak_rss_mib": common.peak_rss_mib(), "machine": common.machine_info(), "results": rows,
     })
 
 
