@@ -7,6 +7,8 @@ so it works on models the interpreter could not load.
 import collections
 import functools
 
+import numpy as np
+
 from keras_dta.export._common import ExportCheckError
 
 
@@ -102,3 +104,56 @@ def check_builtin_ops(model_content):
             "Export models with a static number of time steps T."
         )
     return ops
+
+
+# Ops whose int8 weights with float input make a "hybrid" (dynamic-range) kernel.
+_WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def dequantize_weights(model_content, select):
+    """Stores the int8 weights of chosen dynamic-range ops in float32 again.
+
+    A dynamic-range model keeps weights in int8 and activations in float; XNNPACK runs such
+    convolutions and dense layers as int8 matrix products on activations it quantizes on the
+    fly, but it has no such kernel for depthwise convolutions, which then run outside the
+    delegate in TFLite's slow hybrid kernels. Their weights are small: stored in float (the
+    int8 values times their scales, so the numbers do not change) they run inside XNNPACK.
+
+    Args:
+        model_content: bytes of a `.tflite` model.
+        select: callable `(op_name, weight_tensor_name) -> bool` choosing the ops.
+
+    Returns:
+        `(model_content, names)`: the new model, and the names of the weight tensors stored
+        in float.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_content, 0))
+    names = builtin_names()
+    changed = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if name not in _WEIGHTED_OPS or len(op.inputs) < 2:
+                continue
+            data, weights = (subgraph.tensors[i] for i in op.inputs[:2])
+            hybrid = data.type == schema.TensorType.FLOAT32 and weights.type == schema.TensorType.INT8
+            if not hybrid or not select(name, weights.name.decode()):
+                continue
+            buffer = model.buffers[weights.buffer]
+            quant = weights.quantization
+            q = np.frombuffer(bytes(buffer.data), np.int8).reshape(weights.shape).astype("float32")
+            shape = [1] * q.ndim
+            shape[quant.quantizedDimension] = -1
+            scale = np.asarray(quant.scale, "float32").reshape(shape if len(quant.scale) > 1 else [1])
+            zero = np.asarray(quant.zeroPoint, "float32").reshape(shape if len(quant.zeroPoint) > 1 else [1])
+            buffer.data = np.frombuffer(((q - zero) * scale).astype("float32").tobytes(), np.uint8)
+            weights.type = schema.TensorType.FLOAT32
+            weights.quantization = None
+            changed.append(weights.name.decode())
+    builder = flatbuffers.Builder(2 * len(model_content))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), changed

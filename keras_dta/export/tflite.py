@@ -114,6 +114,12 @@ def convert_to_tflite(
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
         content = converter.convert()
+    if quantize == "dynamic":
+        # XNNPACK has no dynamic-range depthwise kernel (T-NA's 5x5 in DTA): keep those
+        # few weights in float so the whole model stays in the delegate.
+        content, names = flatbuffer.dequantize_weights(content, lambda op, _: op == "DEPTHWISE_CONV_2D")
+        if names:
+            logger.info("Depthwise weights kept in float for XNNPACK: %s", names)
     logger.info("Converted to TFLite (quantize=%s): %d bytes", quantize, len(content))
     return content
 
