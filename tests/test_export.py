@@ -313,3 +313,45 @@ def test_min_logit_match_is_checked(model, data, tmp_path):
     _, _, x_test, _ = data
     with pytest.raises(ValueError, match="min_logit_match=1.5"):
         export.export_tflite(model, str(tmp_path / "m.tflite"), eval_data=x_test[:2], min_logit_match=1.5)
+
+
+@pytest.mark.parametrize("mode", export.QUANTIZE_MODES)
+def test_every_mode_passes_its_default_gates(model, data, tmp_path, mode):
+    x_train = data[0]
+    # Enough held-out inputs for the defaults to be rates: with 48, 0.98 would allow no flip.
+    x_test, y_test = _prototype_data(200, seed=2)
+    report = export.export_tflite(
+        model, str(tmp_path / f"{mode}.tflite"), quantize=mode, calibration_data=x_train, num_calibration=32,
+        eval_data=x_test, eval_labels=y_test, benchmark_runs=1, spike_report=False,
+    )
+    assert report["min_agreement"] == export.DEFAULT_MIN_AGREEMENT[mode]
+    assert report["max_abs_diff_allowed"] == export.DEFAULT_MAX_ABS_DIFF[mode]
+    assert report["top1_agreement"] >= report["min_agreement"]
+    assert report["delegate"] == "xnnpack" and report["median_ms"] > 0
+    if mode != "int8":  # int8 elementwise ops with scales XNNPACK refuses stay outside it
+        assert report["partitions"] == 1, report["ops_outside"]
+
+
+@pytest.mark.parametrize("mode", export.QUANTIZE_MODES)
+def test_the_agreement_gate_fails_a_model_that_disagrees(model, data, tmp_path, monkeypatch, mode):
+    # The "converted" model is an untrained network of the same architecture: its answers
+    # agree with the trained Keras model's at about chance, which every mode's gate refuses.
+    x_train, _, x_test, y_test = data
+    keras.utils.set_random_seed(7)
+    stranger = export.convert_to_tflite(_tiny_model())
+    monkeypatch.setattr(export.tflite, "convert_to_tflite", lambda *args, **kwargs: stranger)
+    output = tmp_path / "m.tflite"
+    with pytest.raises(export.ExportCheckError, match="top-1 agreement"):
+        export.export_tflite(model, str(output), quantize=mode, calibration_data=x_train, eval_data=x_test)
+    assert not output.exists()
+
+
+def test_non_finite_inputs_are_refused(model, data):
+    x_train, _, x_test, _ = data
+    bad = x_test.copy()
+    bad[0, 0, 0, 0] = np.nan
+    bad[1, 1, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="2 value"):
+        export.check_inputs(model, bad, "eval_data")
+    with pytest.raises(ValueError, match="calibration_data"):
+        export.convert_to_tflite(model, quantize="int8", calibration_data=bad)

@@ -92,4 +92,13 @@ def check_inputs(model, array, name):
         )
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"`{name}` must be numeric. Received: {name}.dtype={array.dtype}")
-    return array.astype("float32")
+    array = array.astype("float32")
+    bad = np.size(array) - np.count_nonzero(np.isfinite(array))
+    if bad:
+        # A spiking network turns NaN into silence (no spikes) and answers anyway: refuse
+        # such inputs rather than calibrate or compare on them.
+        raise ValueError(
+            f"`{name}` must hold finite numbers only; {bad} value(s) are NaN or infinite. "
+            f"Received: {name} with {bad} non-finite value(s)"
+        )
+    return array
