@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_dta import export
+from keras_dta.export import flatbuffer
 from keras_dta.layers import LIF
 from keras_dta.models import ms_resnet18
 
@@ -144,6 +145,10 @@ def test_int8(model, data, tmp_path, int8_io):
     )
     assert report["top1_agreement"] >= 0.9
     assert report["tflite_accuracy"] >= report["keras_accuracy"] - 0.1
+    # One spike tensor per LIF layer and step, each holding 0 and 1 exactly in int8.
+    assert report["spike_tensors"] == 8 * T and report["inexact_spike_tensors"] == []
+    for tensor in flatbuffer.spike_tensors(output.read_bytes()):
+        assert tensor["scale"] == pytest.approx(1 / 255) and tensor["zero_point"] == -128
     content = output.read_bytes()
     export.check_builtin_ops(content)
     interpreter, _ = export.make_interpreter(content)

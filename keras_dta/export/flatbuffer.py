@@ -157,3 +157,53 @@ def dequantize_weights(model_content, select):
     builder = flatbuffers.Builder(2 * len(model_content))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), changed
+
+
+def _constant(model, subgraph, index):
+    """The float value(s) of a constant tensor, or None for a computed one."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tensor = subgraph.Tensors(index)
+    data = model.Buffers(tensor.Buffer()).DataAsNumpy()
+    if not isinstance(data, np.ndarray) or data.size == 0:
+        return None
+    if tensor.Type() == schema.TensorType.FLOAT32:
+        return np.frombuffer(data.tobytes(), np.float32)
+    if tensor.Type() == schema.TensorType.INT8:
+        quant = tensor.Quantization()
+        return (np.frombuffer(data.tobytes(), np.int8).astype("int32") - quant.ZeroPoint(0)) * quant.Scale(0)
+    return None
+
+
+def spike_tensors(model_content):
+    """The spike tensors of an exported DTA-SNN and whether int8 holds 0 and 1 exactly.
+
+    A spike is the last op of the chain of `surrogates.exact_gains`: a `MUL` by 1/6. In an
+    int8 model its output must represent both 0 and 1 exactly (0 is the zero point; 1 needs
+    `1 / scale + zero_point` to be an integer code), or every spike the next convolution sees
+    is off.
+
+    Returns:
+        A list of dicts with `name`, `scale` and `zero_point` (None for float tensors) and
+        `exact` (whether 0 and 1 are both representable).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(model_content, 0)
+    found = []
+    for name, op, subgraph in iter_ops(model_content):
+        if name != "MUL" or op.InputsLength() != 2:
+            continue
+        constants = [_constant(model, subgraph, op.Inputs(i)) for i in range(2)]
+        if not any(c is not None and c.size == 1 and abs(float(c[0]) - 1 / 6) < 1e-3 for c in constants):
+            continue
+        tensor = subgraph.Tensors(op.Outputs(0))
+        quant = tensor.Quantization()
+        scale = zero = None
+        exact = True
+        if tensor.Type() == schema.TensorType.INT8 and quant is not None and quant.ScaleLength():
+            scale, zero = float(quant.Scale(0)), int(quant.ZeroPoint(0))
+            one = 1.0 / scale + zero
+            exact = abs(one - round(one)) < 1e-3 and -128 <= round(one) <= 127 and -128 <= zero <= 127
+        found.append({"name": tensor.Name().decode(), "scale": scale, "zero_point": zero, "exact": exact})
+    return found

@@ -207,6 +207,16 @@ def export_tflite(
         "float_ops": dict(flatbuffer.float_ops(content)) if quantize == "int8" else None,
         **thresholds,
     }
+    if quantize == "int8":
+        spikes_q = flatbuffer.spike_tensors(content)
+        report["spike_tensors"] = len(spikes_q)
+        report["inexact_spike_tensors"] = [t["name"] for t in spikes_q if not t["exact"]]
+        if report["inexact_spike_tensors"]:
+            logger.warning(
+                "%d of %d int8 spike tensors cannot hold both 0 and 1 exactly (a layer that never "
+                "fired on the calibration data?): %s", len(report["inexact_spike_tensors"]),
+                len(spikes_q), report["inexact_spike_tensors"][:5],
+            )
     interpreter, report["delegate"] = litert.make_interpreter(content, threads)
     report.update(litert.delegate_summary(interpreter))
     reference = model.predict(eval_data, batch_size=32, verbose=0)
