@@ -115,3 +115,39 @@ def test_training_and_inference_unrolling_give_the_same_spikes(v_threshold):
     infer = keras.ops.convert_to_numpy(layer(x, training=False))
     np.testing.assert_array_equal(train, infer)
     np.testing.assert_array_equal(infer, numpy_lif(x, v_threshold=v_threshold))
+
+
+def numpy_lif_input_grad(x, upstream, tau=0.5, v_threshold=1.0, alpha=1.0):
+    """d sum(spikes * upstream) / dx by backpropagation through time, written out in NumPy.
+
+    The surrogate `alpha * max(0, 1 - alpha |u - V_th|)` (eq. 5) stands for ds/du, and the
+    gradient also flows through the reset `u = (1 - s) * u`.
+    """
+    T = x.shape[1]
+    u, pre, spikes = np.zeros_like(x[:, 0]), [], []
+    for t in range(T):
+        u = tau * u + x[:, t]
+        s = (u - v_threshold > 0).astype(x.dtype)
+        pre.append(u)
+        spikes.append(s)
+        u = (1 - s) * u
+    grad = np.zeros_like(x)
+    du = np.zeros_like(x[:, 0])  # dL/du after the reset of step t
+    for t in reversed(range(T)):
+        surrogate = alpha * np.maximum(0.0, 1.0 - alpha * np.abs(pre[t] - v_threshold))
+        d_pre = upstream[:, t] * surrogate + du * ((1 - spikes[t]) - pre[t] * surrogate)
+        grad[:, t] = d_pre
+        du = tau * d_pre
+    return grad
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 3.0])
+@pytest.mark.parametrize("training", [True, False])
+def test_lif_gradient_uses_its_alpha(alpha, training):
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.8, 0.6, (2, 5, 3, 4)).astype("float32")
+    upstream = rng.normal(size=x.shape).astype("float32")
+    _, (grad,), _ = vjp(LIF(tau=0.5, v_threshold=1.0, alpha=alpha), x, upstream, training=training)
+    expected = numpy_lif_input_grad(x, upstream, alpha=alpha)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
