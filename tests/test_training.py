@@ -292,6 +292,7 @@ class _PoisonedDigits(datasets.Digits):
 @pytest.fixture
 def poisoned_dataset():
     datasets.register_dataset("poisoned_digits", _PoisonedDigits)
+    training.register_preset("poisoned_digits", training.get_preset("digits"))
     yield "poisoned_digits"
     datasets._REGISTRY.pop("poisoned_digits")
 
