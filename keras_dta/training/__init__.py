@@ -12,11 +12,13 @@ The learning rate is scaled linearly with the global batch size:
 is the preset's batch size.
 
 A run killed at any point and restarted with the same configuration resumes
-from its last backup, and ends with the same number of epochs, optimizer
-iterations and learning-rate schedule as an uninterrupted run.
+from its step checkpoint (`keras_dta.training.checkpoint`), and ends with the same
+number of epochs, optimizer iterations and learning-rate schedule as an
+uninterrupted run; its files describe the same epochs after a kill at any point.
 
 Modules: `config` (TrainConfig, make_config), `presets` (the recipes),
-`distribute` (strategy, chief, XLA), `run_dir` (the run directory),
+`distribute` (strategy, chief, XLA, multi-worker fit), `run_dir` (the run
+directory), `checkpoint` (the step checkpoint, the commit order of a run's files),
 `callbacks`, `loop` (`train`).
 """
 
@@ -24,10 +26,10 @@ from keras_dta.losses import MeanOverTimeAccuracy, TETLoss
 from keras_dta.optimizers import CoupledSGD
 from keras_dta.training.callbacks import (
     NonFiniteLossError,
-    ResumableBackup,
     RunCheckpoint,
     StopOnNonFiniteLoss,
 )
+from keras_dta.training.checkpoint import StepCheckpoint
 from keras_dta.training.config import (
     ATTN_KINDS,
     DISTRIBUTE_KINDS,
@@ -64,10 +66,10 @@ __all__ = [
     "MultiWorkerUnsupportedError",
     "NonFiniteLossError",
     "PRECISIONS",
-    "ResumableBackup",
     "RunCheckpoint",
     "RunPaths",
     "SPIKE_STATS_BATCHES",
+    "StepCheckpoint",
     "StopOnNonFiniteLoss",
     "TETLoss",
     "TrainConfig",

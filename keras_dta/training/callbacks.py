@@ -1,7 +1,6 @@
-"""The trainer's callbacks: stop on a non-finite loss, back up for preemption, keep the
-best and the last model."""
+"""The trainer's callbacks: stop on a non-finite loss; commit each epoch to the step
+checkpoint and keep the best and the last model."""
 
-import json
 import logging
 import math
 import os
@@ -10,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_dta import files
+from keras_dta.training import checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -55,78 +55,78 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
-class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that also resumes in the middle of an epoch.
-
-    Keras restarts an interrupted epoch from its first batch, so with a step
-    `save_freq` the optimizer would run more steps than an uninterrupted run.
-    Here the epoch to resume is derived from the restored optimizer iterations
-    (`iterations // steps_per_epoch`), and `train` runs the rest of a partial
-    epoch first. The state at every epoch end is saved too, so the backup is
-    never older than the last finished epoch. The backup is kept when training
-    ends (`train` deletes it once the run is complete).
-    """
-
-    def __init__(self, backup_dir, steps_per_epoch, save_freq="epoch"):
-        super().__init__(
-            backup_dir, save_freq=save_freq, double_checkpoint=True, delete_checkpoint=False
-        )
-        self.steps_per_epoch = steps_per_epoch
-
-    @property
-    def exists(self):
-        return os.path.exists(self._weights_path)
-
-    def _load_model(self):
-        super()._load_model()
-        if self.exists:
-            done = iterations(self.model.optimizer)
-            self.model._initial_epoch = done // self.steps_per_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.save_freq != "epoch":
-            self._save_model()
-
-
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves `last.keras` every epoch and `best.keras` on a new best test accuracy.
+    """Commits each epoch (and every `backup_freq` steps) to the run's step checkpoint.
 
-    Writes go through temporary files (a kill never leaves a half-written
-    model). The best score so far is kept in `best.json`, so it survives a
-    restart.
+    At an epoch's end: `last.keras`, and `best.keras` on a new best `monitor`, are saved
+    under pending names; the checkpoint (model, optimizer, progress) is written, which
+    commits the epoch; then the pending models are renamed into place and `best.json` and
+    `history.csv` rewritten from the progress (`keras_dta.training.checkpoint.publish`).
+    Between epochs, every `backup_freq` steps, only the checkpoint is written, never on an
+    epoch's last step (that epoch's end is still to come).
+
+    Args:
+        model_dir: the directory of the run's files.
+        store: a `StepCheckpoint`.
+        steps_per_epoch: steps of a full epoch.
+        backup_freq: `"epoch"` or a number of steps.
+        progress: the progress to continue from (see `checkpoint.new_progress`).
+        monitor: the metric whose highest value is the best model.
     """
 
-    def __init__(self, model_dir, monitor="val_accuracy"):
+    def __init__(self, model_dir, store, steps_per_epoch, backup_freq="epoch", progress=None,
+                 monitor="val_accuracy"):
         super().__init__()
         self.model_dir = model_dir
+        self.store = store
+        self.steps_per_epoch = steps_per_epoch
+        self.backup_freq = backup_freq
+        self.progress = progress or checkpoint.new_progress()
         self.monitor = monitor
         self.best_path = os.path.join(model_dir, "best.keras")
         self.last_path = os.path.join(model_dir, "last.keras")
-        self.best_json = os.path.join(model_dir, "best.json")
-        self.best = None
-        self.last = None
+        self.ran = False  # whether an epoch ended in this process
+        self._epoch = 0
 
-    def on_train_begin(self, logs=None):
-        if os.path.exists(self.best_json):
-            with open(self.best_json) as f:
-                self.best = json.load(f)
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    @property
+    def best(self):
+        return self.progress["best"]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.backup_freq == "epoch":
+            return
+        step = iterations(self.model.optimizer)
+        if step % self.backup_freq == 0 and step % self.steps_per_epoch:
+            self.progress = {**self.progress, "step": step}
+            self.store.save(self.model, self.progress, epoch=self._epoch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.last = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        files.save_model(self.model, self.last_path)
-        value = logs.get(self.monitor)
-        if value is None:
-            return
-        if self.best is None or float(value) > self.best[self.monitor]:
-            files.save_model(self.model, self.best_path)
-            self.best = dict(self.last)
-            files.write_json(self.best_json, self.best)
+        values = {k: float(v) for k, v in (logs or {}).items()}
+        record = {"epoch": epoch + 1, **values}
+        best = self.progress["best"]
+        value = values.get(self.monitor)
+        new_best = value is not None and (best is None or value > best[self.monitor])
+        files.save_model(self.model, checkpoint.pending_model(self.model_dir, "last", epoch + 1))
+        if new_best:
+            files.save_model(self.model, checkpoint.pending_model(self.model_dir, "best", epoch + 1))
+            best = record
+        progress = {
+            "step": iterations(self.model.optimizer),
+            "epochs_done": epoch + 1,
+            "best": best,
+            "history": [*self.progress["history"], {"epoch": epoch, **values}],
+        }
+        files.crash_test_point("before_commit", epoch + 1)
+        self.store.save(self.model, progress, epoch=epoch + 1)  # the commit point
+        files.crash_test_point("after_commit", epoch + 1)
+        self.progress = progress
+        self.ran = True
+        checkpoint.publish(self.model_dir, progress)
+        if new_best:
             logger.info(
-                "Epoch %d: new best %s %.4f, saved %s",
-                epoch + 1,
-                self.monitor,
-                float(value),
+                "Epoch %d: new best %s %.4f, saved %s", epoch + 1, self.monitor, value,
                 self.best_path,
             )

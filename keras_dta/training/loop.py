@@ -17,13 +17,8 @@ from keras_dta import files
 from keras_dta.data import datasets
 from keras_dta.losses import MeanOverTimeAccuracy, TETLoss
 from keras_dta.optimizers import CoupledSGD
-from keras_dta.training import distribute
-from keras_dta.training.callbacks import (
-    ResumableBackup,
-    RunCheckpoint,
-    StopOnNonFiniteLoss,
-    iterations,
-)
+from keras_dta.training import checkpoint, distribute
+from keras_dta.training.callbacks import RunCheckpoint, StopOnNonFiniteLoss, iterations
 from keras_dta.training.config import LOSSES
 from keras_dta.training.run_dir import RunPaths, prepare_run_dir
 
@@ -144,13 +139,10 @@ def _compile_model(run, jit_compile):
     return model
 
 
-def _make_callbacks(run, backup, checkpoint, extra):
+def _make_callbacks(run, run_checkpoint, extra):
     config, write_dir = run.config, run.write_dir
-    out = [
-        StopOnNonFiniteLoss(config.model_dir),
-        checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
-    ]
+    # The checkpoint before the loggers: what they log for an epoch is committed.
+    out = [StopOnNonFiniteLoss(config.model_dir), run_checkpoint]
     if run.is_chief:
         out.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"), write_graph=False))
     if config.firing_rate_freq:
@@ -166,22 +158,37 @@ def _make_callbacks(run, backup, checkpoint, extra):
                 on_train_end=False,
             )
         )
-    out.append(backup)  # last: it saves what the others have seen
     out.extend(extra or [])
     return out
 
 
-def _resume_point(backup, model, steps_per_epoch):
-    """Restores the backup now, to know where the run stands: (epoch, step in epoch)."""
-    # fit restores again, to the same state.
-    backup.set_model(model)
-    backup.on_train_begin()
-    done = iterations(model.optimizer)
-    epoch, step_in_epoch = divmod(done, steps_per_epoch)
-    if done:
+def _restore(run, model, store):
+    """Restores the step checkpoint and repairs the run's files; returns the progress."""
+    checkpoint.remove_leftovers(run.write_dir, store.directory)
+    progress = store.restore(model)
+    from_previous = store.restored_from == store.previous
+    if progress is None:
+        progress = checkpoint.new_progress()
+    return checkpoint.repair(run.write_dir, progress, from_previous=from_previous)
+
+
+def _resume_point(run, progress):
+    """(epoch, step in epoch) to continue from, said in the user's terms."""
+    config, steps = run.config, run.steps_per_epoch
+    done = progress["step"]
+    epoch, step_in_epoch = divmod(done, steps)
+    if progress["epochs_done"] >= config.epochs:
         logger.info(
-            "Resuming from %s at step %d (epoch %d, step %d of %d).",
-            backup.backup_dir, done, epoch + 1, step_in_epoch, steps_per_epoch,
+            "All %d epochs of this run are trained (step %d); finishing it.", config.epochs, done
+        )
+    elif step_in_epoch:
+        logger.info(
+            "Resuming epoch %d of %d at step %d of %d.", epoch + 1, config.epochs,
+            step_in_epoch, steps,
+        )
+    elif done:
+        logger.info(
+            "Resuming after epoch %d of %d: epoch %d is next.", epoch, config.epochs, epoch + 1
         )
     return epoch, step_in_epoch
 
@@ -233,17 +240,12 @@ def _write_spike_stats(best_path, data, json_path, png_path):
     return rates
 
 
-def _finalize(run, model, checkpoint, backup):
-    """Writes the results (and, on the chief, the SavedModel and spike statistics)."""
-    config, paths = run.config, run.paths
-    last = checkpoint.last
-    if last is None or "val_accuracy" not in last:
-        # Nothing ran in this process (the training had finished before a
-        # restart): measure the final model.
-        logs = distribute.evaluate(model, run.strategy, run.eval_ds, config.eval_steps)
-        last = {"epoch": config.epochs, **{f"val_{k}": float(v) for k, v in logs.items()}}
-    best = checkpoint.best or last
-    results = {
+def _results(run, model, progress):
+    config = run.config
+    rows = progress["history"]
+    last = {"epoch": rows[-1]["epoch"] + 1, **{k: v for k, v in rows[-1].items() if k != "epoch"}}
+    best = progress["best"] or last
+    return {
         "test_accuracy": best["val_accuracy"],
         "best_epoch": best["epoch"],
         "last_test_accuracy": last["val_accuracy"],
@@ -252,21 +254,29 @@ def _finalize(run, model, checkpoint, backup):
         "optimizer_iterations": iterations(model.optimizer),
         "learning_rate": config.scaled_learning_rate,
         "num_replicas": run.strategy.num_replicas_in_sync,
-        "paths": paths.describe(export=config.export),
+        "paths": run.paths.describe(export=config.export),
     }
-    if not os.path.exists(checkpoint.best_path):
-        files.save_model(model, checkpoint.best_path)
+
+
+def _finalize(run, model, run_checkpoint):
+    """Writes the results (and, on the chief, the SavedModel and spike statistics).
+
+    The results come from the checkpoint's progress, so they say what `best.json`,
+    `best.keras` and `history.csv` say, also when nothing was left to fit.
+    """
+    config, paths = run.config, run.paths
+    results = _results(run, model, run_checkpoint.progress)
+    if not os.path.exists(run_checkpoint.best_path):
+        files.save_model(model, run_checkpoint.best_path)
     if run.is_chief:
         if config.export:
-            _export_saved_model(checkpoint.best_path, paths.saved_model, config.loss)
+            _export_saved_model(run_checkpoint.best_path, paths.saved_model, config.loss)
         rates = _write_spike_stats(
-            checkpoint.best_path, run.stats_data, paths.spike_stats, paths.firing_rates_plot
+            run_checkpoint.best_path, run.stats_data, paths.spike_stats, paths.firing_rates_plot
         )
         results["mean_firing_rate"] = sum(rates.values()) / len(rates)
-        files.write_json(paths.results, results)
-    # The run is complete: its backup is no longer needed.
-    if os.path.isdir(backup.backup_dir):
-        shutil.rmtree(backup.backup_dir)
+        files.write_json(paths.results, results)  # the run is complete from here
+    run_checkpoint.store.remove()
     if not run.is_chief:
         shutil.rmtree(run.write_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the last worker out removes workers/
@@ -287,16 +297,17 @@ def _train_in_policy(run, callbacks, verbose):
     _load_datasets(run)
     _log_plan(run, jit_compile)
     model = _compile_model(run, jit_compile)
-    backup = ResumableBackup(
-        os.path.join(run.write_dir, "backup"), run.steps_per_epoch, save_freq=config.backup_freq
-    )
-    # Every worker saves, the others into their own directory: under
+    # Every worker keeps a checkpoint, the others in their own directory: under
     # MultiWorkerMirroredStrategy saving is a collective operation.
-    checkpoint = RunCheckpoint(run.write_dir)
-    fit_callbacks = _make_callbacks(run, backup, checkpoint, callbacks)
-    epoch, step_in_epoch = _resume_point(backup, model, run.steps_per_epoch)
+    store = checkpoint.StepCheckpoint(os.path.join(run.write_dir, "backup"))
+    progress = _restore(run, model, store)
+    run_checkpoint = RunCheckpoint(
+        run.write_dir, store, run.steps_per_epoch, config.backup_freq, progress=progress
+    )
+    fit_callbacks = _make_callbacks(run, run_checkpoint, callbacks)
+    epoch, step_in_epoch = _resume_point(run, progress)
     _fit_rest(run, model, epoch, step_in_epoch, fit_callbacks, verbose)
-    return _finalize(run, model, checkpoint, backup)
+    return _finalize(run, model, run_checkpoint)
 
 
 def train(config, *, callbacks=None, verbose="auto"):
