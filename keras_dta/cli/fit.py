@@ -135,7 +135,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     logging.info(
         "%s run of %s on %s in %s",
-        {"new": "New", "resume": "Resuming the", "complete": "Finished"}[status],
+        {"new": "A new", "resume": "The", "complete": "The finished"}[status],
         config.model,
         config.dataset,
         config.model_dir,

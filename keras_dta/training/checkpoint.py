@@ -141,11 +141,12 @@ def pending_model(model_dir, kind, epoch):
 
 
 def remove_leftovers(*directories):
-    """Deletes what a kill left half written: `.tmp*` files and folders, pending models."""
+    """Deletes what a kill left half written: `.tmp*` files and folders.
+
+    Pending models are not leftovers: `publish` puts the committed ones in place.
+    """
     for directory in directories:
-        leftovers = glob.glob(os.path.join(directory, ".tmp*"))
-        leftovers += glob.glob(os.path.join(directory, "pending-*.keras"))
-        for path in leftovers:
+        for path in glob.glob(os.path.join(directory, ".tmp*")):
             logger.info("Removing %s, left over from an interrupted run.", path)
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
