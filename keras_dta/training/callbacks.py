@@ -6,7 +6,6 @@ import math
 import os
 
 import keras
-from keras import ops
 
 from keras_dta import files
 from keras_dta.training import checkpoint
@@ -20,7 +19,9 @@ class NonFiniteLossError(RuntimeError):
 
 def iterations(optimizer):
     """The optimizer's step count as an int (also for a mirrored variable)."""
-    return int(ops.convert_to_numpy(optimizer.iterations.value))
+    # Variable.numpy(), not convert_to_numpy(variable.value): the latter fails on a
+    # MirroredVariable read inside MultiWorkerMirroredStrategy's scope (as in fit).
+    return int(optimizer.iterations.numpy())
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

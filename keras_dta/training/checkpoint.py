@@ -25,7 +25,6 @@ import shutil
 
 import h5py
 import numpy as np
-from keras import ops
 
 from keras_dta import files
 
@@ -42,7 +41,8 @@ def new_progress():
 
 
 def _numpy(variable):
-    return np.asarray(ops.convert_to_numpy(variable.value))
+    # Variable.numpy() also reads a MirroredVariable inside a strategy's scope.
+    return np.asarray(variable.numpy())
 
 
 def _write(path, model, progress):

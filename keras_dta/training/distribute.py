@@ -91,8 +91,23 @@ def resolve_jit_compile(jit_compile, strategy):
     return True
 
 
-def _keras_version():
-    return tuple(int(part) for part in keras.__version__.split(".")[:2] if part.isdigit())
+def check_multi_worker_fix_version(version=None):
+    """Warns when Keras is newer than the release the multi-worker workaround was checked on.
+
+    Returns:
+        True when `version` (default: the installed Keras) is one it was checked on.
+    """
+    version = version or keras.__version__
+    major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if major_minor <= MULTI_WORKER_FIX_CHECKED_ON:
+        return True
+    logger.warning(
+        "keras_dta's MultiWorkerMirroredStrategy workaround was checked on Keras up to "
+        "%s; this is Keras %s. If fit fails, train on one host with --distribute=mirrored.",
+        ".".join(map(str, MULTI_WORKER_FIX_CHECKED_ON)),
+        version,
+    )
+    return False
 
 
 @contextlib.contextmanager
@@ -116,13 +131,7 @@ def multi_worker_fit_fixes(model, strategy):
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         yield
         return
-    if _keras_version() > MULTI_WORKER_FIX_CHECKED_ON:
-        logger.warning(
-            "keras_dta's MultiWorkerMirroredStrategy workaround was checked on Keras up to "
-            "%s; this is Keras %s. If fit fails, train on one host with --distribute=mirrored.",
-            ".".join(map(str, MULTI_WORKER_FIX_CHECKED_ON)),
-            keras.__version__,
-        )
+    check_multi_worker_fix_version()
     from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
 
     original_reduce = tf_trainer.reduce_per_replica
