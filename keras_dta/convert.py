@@ -8,14 +8,14 @@ Linear (out, in) -> (in, out).
 
 Command line:
 
-    python -m keras_dta.convert CHECKPOINT --arch ms_resnet18 --T 6 --num-classes 100 \
+    python -m keras_dta.convert CHECKPOINT --arch ms_resnet18 --T 6 --num_classes 100 \
         --output model.keras
+
+(the program is `keras_dta.cli.convert`, also installed as `keras-dta-convert`).
 """
 
-import argparse
 import logging
 import os
-import sys
 
 import numpy as np
 
@@ -278,52 +278,7 @@ def read_checkpoint(path):
     return {k: _to_numpy(v) for k, v in checkpoint.items() if hasattr(v, "shape")}
 
 
-def _parse_shape(text):
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    return shape
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_dta.convert",
-        description="Convert a checkpoint of the authors' PyTorch DTA-SNN to a .keras model.",
-    )
-    parser.add_argument("checkpoint", help="a .pth or .pth.tar file")
-    parser.add_argument("--arch", choices=("ms_resnet18", "ms_resnet34"), default="ms_resnet18")
-    parser.add_argument("--attn", choices=("dta", "txa", "tna", "none"), default="dta")
-    parser.add_argument("--T", type=int, default=6)
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="default: 10 for ms_resnet18, 1000 for ms_resnet34")
-    parser.add_argument("--input-shape", type=_parse_shape, default=None,
-                        help="H,W,C for images or T,H,W,C for event frames "
-                             "(default 32,32,3 / 224,224,3)")
-    parser.add_argument("--output", required=True, help="the .keras file to write")
-    args = parser.parse_args(argv)
-    if not args.output.endswith(".keras"):
-        parser.error(f"--output must end with .keras. Received: --output={args.output}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    from keras_dta import models  # noqa: PLC0415 - keep --help fast
-
-    build = getattr(models, args.arch)
-    kwargs = {"attn": args.attn, "T": args.T}
-    if args.num_classes is not None:
-        kwargs["num_classes"] = args.num_classes
-    if args.input_shape is not None:
-        kwargs["input_shape"] = args.input_shape
-    try:
-        state_dict = read_checkpoint(args.checkpoint)
-        model = build(**kwargs)
-        load_reference_weights(model, state_dict)
-    except (ImportError, FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"error: {error}\n")
-    files.save_model(model, args.output)
-    logger.info("Wrote %s", args.output)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from keras_dta.cli import convert as _cli
+
+    _cli.run()

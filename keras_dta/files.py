@@ -10,6 +10,27 @@ import os
 import shutil
 import tempfile
 
+# Crash tests set this to a point name (or `name:epoch`) to end the process there.
+_KILL_ENV = "KERAS_DTA_TEST_KILL_AT"
+#: The exit status of a process ended by `crash_test_point`.
+KILLED_EXIT_CODE = 75
+
+
+def crash_test_point(name, epoch=None):
+    """For crash tests only: ends the process at once, as a kill would, at a named point.
+
+    Does nothing unless the environment variable `KERAS_DTA_TEST_KILL_AT` is `name` or
+    `name:epoch`. `os._exit` skips every `finally` block and `atexit` handler, so whatever a
+    write left half done stays as a real kill would leave it. The points: `checkpoint_write`
+    (a checkpoint written to its temporary name, not yet renamed), `before_commit` (an
+    epoch's models staged, its checkpoint not written), `after_commit` (the checkpoint
+    written, the staged files not yet in place), `replace_dir` (a directory built under its
+    temporary name, e.g. the trainer's final SavedModel export).
+    """
+    wanted = os.environ.get(_KILL_ENV)
+    if wanted and (wanted == name or (epoch is not None and wanted == f"{name}:{epoch}")):
+        os._exit(KILLED_EXIT_CODE)
+
 
 def _default_file_mode():
     umask = os.umask(0)
@@ -92,6 +113,7 @@ def replace_dir(build, output_dir):
     target = os.path.join(staging, "new")
     try:
         build(target)
+        crash_test_point("replace_dir")
         if os.path.exists(output_dir):
             os.replace(output_dir, os.path.join(staging, "previous"))
         os.replace(target, output_dir)

@@ -269,7 +269,7 @@ def test_cache_is_reused(mini, monkeypatch):
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the cache was rebuilt")
 
-    monkeypatch.setattr(cifar10_dvs, "recording_to_frames", no_rebuild)
+    monkeypatch.setattr(cifar10_dvs.cache, "recording_to_frames", no_rebuild)
     ds = cifar10_dvs.load(mini, "train", T=T, image_size=IMAGE, batch_size=16, seed=0)
     assert next(iter(ds))[0].shape == (16, T, IMAGE, IMAGE, 2)
     assert os.stat(os.path.join(path, "train.tfrecord")).st_mtime_ns == stamp

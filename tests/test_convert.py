@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 from keras_dta import convert, models
 
 BUILDERS = {
@@ -100,7 +100,7 @@ def test_cli_round_trip_with_torch(tmp_path):
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "ckpt.pth.tar")
     out = tmp_path / "model.keras"
     subprocess.run([sys.executable, "-m", "keras_dta.convert", str(tmp_path / "ckpt.pth.tar"), "--T", "10",
-                    "--num-classes", "10", "--input-shape", "10,48,48,2", "--output", str(out)], check=True)
+                    "--num_classes", "10", "--input_shape", "10,48,48,2", "--output", str(out)], check=True)
     model = keras.saving.load_model(out, safe_mode=True)
     np.testing.assert_array_equal(model.get_layer("head_dense").bias.numpy(), state["fc.layer.module.bias"].numpy())
 

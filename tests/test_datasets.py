@@ -4,6 +4,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_dta.data import datasets
+from keras_dta.training import presets
 
 
 def test_registry_lists_every_dataset():
@@ -27,7 +28,7 @@ def test_unknown_dataset():
     ],
 )
 def test_presets_follow_table_4(name, model, T, batch, epochs, lr, wd):
-    preset = datasets.get_dataset(name).preset
+    preset = presets.get_preset(name)
     assert preset["model"] == model
     assert preset["model_kwargs"] == {}  # the paper's widths and depths
     assert (preset["T"], preset["batch_size"], preset["epochs"]) == (T, batch, epochs)
@@ -36,7 +37,7 @@ def test_presets_follow_table_4(name, model, T, batch, epochs, lr, wd):
 
 def test_cifar10_dvs_preset_and_shape():
     spec = datasets.get_dataset("cifar10_dvs")
-    assert spec.preset["label_smoothing"] == 0.1
+    assert presets.get_preset("cifar10_dvs")["label_smoothing"] == 0.1
     assert spec.input_shape(10) == (10, 48, 48, 2)
     with pytest.raises(ValueError, match="data_dir"):
         spec.load("train", batch_size=2, training=True, data_dir=None)

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import assert_grad_close, channels_last, load_fixture, params, vjp
+from helpers import assert_grad_close, channels_last, load_fixture, params, run_layer_test, vjp
 from keras_dta import convert
 from keras_dta.layers import DTA, LIF, TNA, TXA
 
@@ -109,3 +109,29 @@ def test_config_round_trip(layer):
     config = layer.get_config()
     clone = type(layer).from_config(config)
     assert clone.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "layer_cls, init_kwargs, num_weights",
+    [
+        (TXA, {"kernel_size_t": 5, "kernel_size_c": 4}, 4),
+        (TNA, {"local_kernel_size": 3}, 12),
+    ],
+)
+def test_branch_layer_harness(layer_cls, init_kwargs, num_weights, tmp_path):
+    run_layer_test(
+        layer_cls, init_kwargs, input_shape=(2, 2, 4, 4, 8), expected_output_shape=(2, 2, 4, 4, 8),
+        expected_num_trainable_weights=num_weights, tmp_dir=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "init_kwargs, num_weights",
+    [({}, 16), ({"use_txa": True, "use_tna": False}, 4), ({"use_txa": False, "use_tna": True}, 12)],
+)
+def test_dta_layer_harness(init_kwargs, num_weights, tmp_path):
+    shape = (2, 2, 4, 4, 8)
+    run_layer_test(
+        DTA, init_kwargs, input_shape=[shape, shape], expected_output_shape=shape,
+        expected_num_trainable_weights=num_weights, tmp_dir=tmp_path,
+    )

@@ -38,6 +38,17 @@ def test_fixture_tests_pass_on_jax():
     assert "skipped" not in out, out[-2000:]
 
 
+def test_layer_harness_and_step_checkpoint_on_jax():
+    """The shared layer harness (TimeFold passing `training` included) and the trainer's
+    backend-neutral step checkpoint run on JAX too."""
+    out = run_jax("-m", "pytest", "-q", "-p", "no:cacheprovider",
+                  "tests/test_lif.py::test_lif_layer_harness",
+                  "tests/test_dta.py::test_dta_layer_harness",
+                  "tests/test_time.py",
+                  "tests/test_checkpoint.py::test_unreadable_backups_start_over_with_a_warning")
+    assert " passed" in out and " failed" not in out
+
+
 def test_training_step_matches_tensorflow(tmp_path):
     import keras
 

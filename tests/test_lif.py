@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import assert_grad_close, channels_last, load_fixture, vjp
+from helpers import assert_grad_close, channels_last, load_fixture, run_layer_test, vjp
 from keras_dta.layers import LIF
 
 
@@ -151,3 +151,13 @@ def test_lif_gradient_uses_its_alpha(alpha, training):
     expected = numpy_lif_input_grad(x, upstream, alpha=alpha)
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "init_kwargs", [{}, {"tau": 0.25, "v_threshold": 0.5, "alpha": 2.0, "name": "lif"}]
+)
+def test_lif_layer_harness(init_kwargs, tmp_path):
+    run_layer_test(
+        LIF, init_kwargs, input_shape=(2, 3, 4, 4, 5), expected_output_shape=(2, 3, 4, 4, 5),
+        expected_num_trainable_weights=0, tmp_dir=tmp_path,
+    )

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, assert_grad_close, channels_last, load_fixture, params, vjp
+from helpers import FIXTURES, assert_grad_close, channels_last, load_fixture, params, vjp
 from keras_dta import convert, layers, models
 
 # The reference's trainable parameter counts without attention (REFERENCE.md, paper Table 2).

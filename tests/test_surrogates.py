@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import elementwise_grad
+from helpers import elementwise_grad
 from keras_dta import surrogates
 
 

@@ -292,6 +292,7 @@ class _PoisonedDigits(datasets.Digits):
 @pytest.fixture
 def poisoned_dataset():
     datasets.register_dataset("poisoned_digits", _PoisonedDigits)
+    training.register_preset("poisoned_digits", training.get_preset("digits"))
     yield "poisoned_digits"
     datasets._REGISTRY.pop("poisoned_digits")
 
@@ -404,3 +405,16 @@ def test_train_imagenet_through_tfds(tmp_path):
     assert results["optimizer_iterations"] == 1
     model = keras.saving.load_model(results["paths"]["best_model"])
     assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 1000)
+
+
+def test_multi_worker_fix_is_guarded_by_the_keras_version(caplog):
+    from keras_dta.training import distribute
+
+    # What the workaround swaps must still exist in this Keras.
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    assert callable(tf_trainer.reduce_per_replica)
+    assert distribute.check_multi_worker_fix_version("3.15.1")
+    with caplog.at_level("WARNING"):
+        assert not distribute.check_multi_worker_fix_version("3.99.0")
+    assert "checked on Keras up to 3.15" in caplog.text

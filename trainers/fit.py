@@ -1,156 +1,49 @@
-r"""Trains a DTA-SNN with the paper's recipe.
+r"""Trains a DTA-SNN with the paper's recipe: `python trainers/fit.py --help`.
 
-With no flags it trains a small MS-ResNet with DTA on scikit-learn's 8x8
-digits (offline, a few minutes on a laptop CPU):
-
-    python trainers/fit.py
-
-The paper's settings (Table 4) are each dataset's preset; every flag
-overrides one of them:
-
-    python trainers/fit.py --dataset cifar100 --T 6 --model_dir runs/c100
-    python trainers/fit.py --dataset imagenet2012 --data_dir /data/tfds
-
-Rerunning the same command resumes an interrupted run from its last backup.
+A thin shim over `keras_dta.cli.fit` (also installed as `keras-dta-fit`) that starts
+quietly: TensorFlow's native start-up lines (oneDNN, CUDA stubs, CPU features) are held
+back, so the run's own lines come first.
 """
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
 
-from absl import app, flags, logging
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_dta import training  # noqa: E402
-from keras_dta.data import datasets  # noqa: E402
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string(
-    "dataset", "digits", f"Dataset, one of {datasets.available_datasets()}."
-)
-flags.DEFINE_integer("T", None, "Time steps (default: the preset's).")
-flags.DEFINE_enum("attn", "dta", list(training.ATTN_KINDS), "Attention after the stem.")
-flags.DEFINE_integer("epochs", None, "Epochs (default: the preset's).")
-flags.DEFINE_integer(
-    "batch_size", None, "Global batch size over all devices (default: the preset's)."
-)
-flags.DEFINE_float(
-    "learning_rate",
-    None,
-    "Learning rate at the preset's batch size (default: the preset's); the rate used is "
-    "learning_rate * batch_size / preset batch size.",
-)
-flags.DEFINE_float("momentum", None, "SGD momentum (default: the preset's).")
-flags.DEFINE_float(
-    "weight_decay", None, "L2 weight decay, coupled as in torch.optim.SGD (default: the preset's)."
-)
-flags.DEFINE_string(
-    "model_dir", None, "Run directory (default: runs/<dataset>); rerun to resume."
-)
-flags.DEFINE_string(
-    "data_dir", None, "Dataset directory (tfds data_dir; raw recordings for cifar10_dvs)."
-)
-flags.DEFINE_integer(
-    "steps_per_epoch", None, "Training steps per epoch (default: one pass over the data)."
-)
-flags.DEFINE_integer("eval_steps", None, "Evaluation steps (default: the whole test split).")
-flags.DEFINE_string(
-    "backup_freq", "epoch", "Back up for preemption every epoch ('epoch') or every N steps."
-)
-flags.DEFINE_enum("mixed_precision", "float32", list(training.PRECISIONS), "Dtype policy.")
-flags.DEFINE_bool(
-    "jit_compile",
-    None,
-    "Compile the training step with XLA (default: on GPUs only; on CPUs XLA is slower here).",
-)
-flags.DEFINE_enum(
-    "distribute",
-    "auto",
-    list(training.DISTRIBUTE_KINDS),
-    "auto: all GPUs when there are 2 or more; mirrored: MirroredStrategy; "
-    "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; none.",
-)
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_enum("loss", "ce", list(training.LOSSES), "ce on mean-over-time logits, or tet.")
-flags.DEFINE_bool("export", True, "Export a SavedModel of the best model at the end.")
-flags.DEFINE_integer(
-    "firing_rate_freq", 1, "Log LIF firing rates to TensorBoard every N epochs (0: never)."
-)
-flags.DEFINE_bool(
-    "overwrite", False, "Replace a run of another configuration in --model_dir (or retrain a finished one)."
-)
+# Native INFO and WARNING lines (`I0000 00:00:...`), and absl's notice before them.
+_NATIVE_NOISE = re.compile(rb"^([IW]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog)")
 
 
-def config_from_flags():
-    """The `TrainConfig` the flags describe (validated)."""
-    backup_freq = FLAGS.backup_freq
-    if backup_freq != "epoch":
+@contextlib.contextmanager
+def _quiet_native_start_up():
+    """Holds back what is written to stderr while TensorFlow loads; replays all but the
+    native INFO/WARNING lines. A user who sets TF_CPP_MIN_LOG_LEVEL sees everything."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
         try:
-            backup_freq = int(backup_freq)
-        except ValueError:
-            raise ValueError(
-                f"--backup_freq must be 'epoch' or a positive integer. Received: "
-                f"backup_freq={backup_freq!r}"
-            ) from None
-    config = training.make_config(
-        FLAGS.dataset,
-        T=FLAGS.T,
-        attn=FLAGS.attn,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        momentum=FLAGS.momentum,
-        weight_decay=FLAGS.weight_decay,
-        model_dir=FLAGS.model_dir,
-        data_dir=FLAGS.data_dir,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        eval_steps=FLAGS.eval_steps,
-        backup_freq=backup_freq,
-        mixed_precision=FLAGS.mixed_precision,
-        jit_compile=FLAGS.jit_compile,
-        distribute=FLAGS.distribute,
-        seed=FLAGS.seed,
-        loss=FLAGS.loss,
-        export=FLAGS.export,
-        firing_rate_freq=FLAGS.firing_rate_freq,
-        overwrite=FLAGS.overwrite,
-    )
-    return config.validate()
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        config = config_from_flags()
-        training.prepare_run_dir(config)  # refuses another run's directory; writes config.json
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-    try:
-        results = training.train(config, verbose=1 if sys.stdout.isatty() else 2)
-    except (training.NonFiniteLossError, training.MultiWorkerUnsupportedError) as e:
-        logging.error("%s", e)
-        return 1
-    paths = results["paths"]
-    logging.info(
-        "Test accuracy: %.4f (best, epoch %d of %d); last epoch: %.4f",
-        results["test_accuracy"],
-        results["best_epoch"],
-        results["epochs"],
-        results["last_test_accuracy"],
-    )
-    logging.info("Best model: %s", paths["best_model"])
-    logging.info("Last model: %s", paths["last_model"])
-    if paths["saved_model"]:
-        logging.info("SavedModel: %s", paths["saved_model"])
-    logging.info("TensorBoard logs: %s", paths["logs"])
-    logging.info("History: %s", paths["history"])
-    if paths.get("spike_stats"):
-        logging.info("Spike statistics: %s (plot: %s)", paths["spike_stats"], paths["firing_rates_plot"])
-    logging.info("Config: %s", paths["config"])
-    return 0
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(True) if not _NATIVE_NOISE.match(line)]
+            os.write(2, b"".join(kept))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    with _quiet_native_start_up():
+        # Not the runtime: MultiWorkerMirroredStrategy must be created before it starts.
+        import tensorflow  # noqa: F401
+
+from keras_dta.cli.fit import FLAGS, config_from_flags, main, run  # noqa: E402,F401
+
+if __name__ == "__main__":
+    run()

@@ -3,8 +3,6 @@
 Each dataset is an object with:
 
 - `name`, `num_classes`, `eval_split` (the split reported as "test"),
-- `preset`: the training recipe (paper Table 4) as a dict of `TrainConfig`
-  fields,
 - `input_shape(T)`: the model's per-example input shape (rank 3 for static
   images, which the model repeats T times; rank 4 `(T, H, W, C)` for events),
 - `num_examples(split, data_dir=None, T=None)`,
@@ -99,24 +97,6 @@ class Digits:
     name = "digits"
     num_classes = 10
     eval_split = "test"
-    preset = {
-        "model": "ms_resnet18",
-        # Small enough to train to >= 95% test accuracy in a few minutes on two
-        # CPU cores; the paper's sizes stay the defaults of the other presets.
-        "model_kwargs": {
-            "stem_filters": 16,
-            "stage_filters": [32, 64, 128],
-            "stage_blocks": [1, 1, 1],
-            "stage_strides": [1, 2, 2],
-        },
-        "T": 2,
-        "batch_size": 32,
-        "epochs": 30,
-        "learning_rate": 0.05,
-        "momentum": 0.9,
-        "weight_decay": 5e-5,
-        "label_smoothing": 0.0,
-    }
 
     def __init__(self, image_size=8, test_fraction=0.2, split_seed=0):
         self.image_size = image_size
@@ -205,7 +185,6 @@ class TfdsImages:
         mean, std: per-channel normalisation constants for [0, 1] pixels.
         split_sizes: examples per split (the tfds metadata is not available
             under `tfds.testing.mock_data`, so the sizes are stated here).
-        preset: the training recipe.
         imagenet: use the ImageNet pipeline rather than the CIFAR one.
         cutmix: apply CutMix to training batches.
     """
@@ -218,7 +197,6 @@ class TfdsImages:
         mean,
         std,
         split_sizes,
-        preset,
         eval_split="test",
         imagenet=False,
         cutmix=True,
@@ -229,7 +207,6 @@ class TfdsImages:
         self.mean = mean
         self.std = std
         self.split_sizes = dict(split_sizes)
-        self.preset = preset
         self.eval_split = eval_split
         self.imagenet = imagenet
         self.cutmix = cutmix
@@ -378,17 +355,8 @@ class Cifar10DVS:
     num_classes = 10
     eval_split = "test"
     image_size = 48
-    preset = {
-        "model": "ms_resnet18",
-        "model_kwargs": {},
-        "T": 10,
-        "batch_size": 64,
-        "epochs": 1000,
-        "learning_rate": 0.05,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "label_smoothing": 0.1,
-    }
+    # Frames per recording when T is not given (the paper's CIFAR10-DVS T).
+    default_T = 10
 
     @staticmethod
     def _module():
@@ -405,12 +373,12 @@ class Cifar10DVS:
             )
 
     def input_shape(self, T=None):
-        return tuple(self._module().input_shape(T or self.preset["T"], self.image_size))
+        return tuple(self._module().input_shape(T or self.default_T, self.image_size))
 
     def num_examples(self, split, data_dir=None, T=None):
         self._check_data_dir(data_dir)
         return self._module().num_examples(
-            data_dir, split, T=T or self.preset["T"], image_size=self.image_size
+            data_dir, split, T=T or self.default_T, image_size=self.image_size
         )
 
     def load(
@@ -428,7 +396,7 @@ class Cifar10DVS:
         return self._module().load(
             data_dir,
             split,
-            T=T or self.preset["T"],
+            T=T or self.default_T,
             image_size=self.image_size,
             batch_size=batch_size,
             training=training,
@@ -436,18 +404,6 @@ class Cifar10DVS:
             label_smoothing=label_smoothing,
         )
 
-
-_CIFAR_PRESET = {
-    "model": "ms_resnet18",
-    "model_kwargs": {},
-    "T": 6,
-    "batch_size": 64,
-    "epochs": 250,
-    "learning_rate": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 5e-5,
-    "label_smoothing": 0.0,
-}
 
 register_dataset("digits", Digits)
 register_dataset(
@@ -459,7 +415,6 @@ register_dataset(
         CIFAR10_MEAN,
         CIFAR10_STD,
         {"train": 50_000, "test": 10_000},
-        dict(_CIFAR_PRESET),
     ),
 )
 register_dataset(
@@ -471,7 +426,6 @@ register_dataset(
         CIFAR100_MEAN,
         CIFAR100_STD,
         {"train": 50_000, "test": 10_000},
-        dict(_CIFAR_PRESET),
     ),
 )
 register_dataset(
@@ -483,17 +437,6 @@ register_dataset(
         IMAGENET_MEAN,
         IMAGENET_STD,
         {"train": 1_281_167, "validation": 50_000},
-        {
-            "model": "ms_resnet34",
-            "model_kwargs": {},
-            "T": 4,
-            "batch_size": 128,
-            "epochs": 200,
-            "learning_rate": 0.1,
-            "momentum": 0.9,
-            "weight_decay": 1e-5,
-            "label_smoothing": 0.0,
-        },
         eval_split="validation",
         imagenet=True,
         cutmix=False,

@@ -128,6 +128,24 @@ def mix_batch(
     ```
     """
     _validate(mixup_alpha, cutmix_alpha, prob, switch_prob)
+    images, labels = _check_batch(images, labels)
+    seeds = tf.random.experimental.stateless_split(_stateless_seed(seed), num=5)
+    shape = tf.shape(images)
+    weight = _partner_weight(
+        shape[-3], shape[-2], seeds, mixup_alpha, cutmix_alpha, prob, switch_prob
+    )
+    partner_images = tf.roll(images, shift=1, axis=0)
+    partner_labels = tf.roll(labels, shift=1, axis=0)
+    pixel_weight = tf.cast(weight[:, :, None], images.dtype)  # broadcasts over channels
+    mixed_images = images * (1 - pixel_weight) + partner_images * pixel_weight
+    # For CutMix this is the area actually pasted (after clipping); for MixUp
+    # it is exactly 1 - lambda.
+    label_weight = tf.cast(tf.reduce_mean(weight), labels.dtype)
+    mixed_labels = labels * (1 - label_weight) + partner_labels * label_weight
+    return mixed_images, mixed_labels
+
+
+def _check_batch(images, labels):
     images = tf.convert_to_tensor(images)
     labels = tf.convert_to_tensor(labels)
     if images.shape.rank not in (4, 5):
@@ -145,17 +163,21 @@ def mix_batch(
             "`labels` must be float one-hot or soft labels (batch, classes). "
             f"Received: labels.shape={labels.shape}, labels.dtype={labels.dtype.name}"
         )
+    return images, labels
 
+
+def _stateless_seed(seed):
+    """A `(2,)` int32 stateless seed from `None`, an op seed (int) or a `(2,)` tensor."""
     if seed is None or isinstance(seed, int):
         seed = tf.random.uniform(
             [2], maxval=_INT32_MAX, dtype=tf.int32, seed=seed
         )
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int32)
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    return tf.cast(tf.convert_to_tensor(seed), tf.int32)
 
-    shape = tf.shape(images)
-    height, width = shape[-3], shape[-2]
 
+def _partner_weight(height, width, seeds, mixup_alpha, cutmix_alpha, prob, switch_prob):
+    """The partner's weight per pixel, float32 `(height, width)`: the box for CutMix,
+    the constant `1 - lambda` for MixUp, zero when the batch's coin says no."""
     coins = tf.random.stateless_uniform([2], seed=seeds[0], dtype=tf.float32)
     apply = coins[0] < prob
     if mixup_alpha > 0 and cutmix_alpha > 0:
@@ -163,8 +185,6 @@ def mix_batch(
     else:
         use_cutmix = tf.constant(cutmix_alpha > 0)
 
-    # The partner's weight per pixel, (height, width): the box for CutMix,
-    # the constant (1 - lambda) for MixUp, zero when the coin says no.
     ones = tf.ones([height, width], tf.float32)
     if cutmix_alpha > 0:
         lam_cut = _stateless_beta(cutmix_alpha, seeds[1])
@@ -177,14 +197,4 @@ def mix_batch(
     else:
         mix_weight = tf.zeros([height, width], tf.float32)
     weight = tf.where(use_cutmix, cut_weight, mix_weight)
-    weight = tf.where(apply, weight, tf.zeros_like(weight))
-
-    partner_images = tf.roll(images, shift=1, axis=0)
-    partner_labels = tf.roll(labels, shift=1, axis=0)
-    pixel_weight = tf.cast(weight[:, :, None], images.dtype)  # broadcasts over channels
-    mixed_images = images * (1 - pixel_weight) + partner_images * pixel_weight
-    # For CutMix this is the area actually pasted (after clipping); for MixUp
-    # it is exactly 1 - lambda.
-    label_weight = tf.cast(tf.reduce_mean(weight), labels.dtype)
-    mixed_labels = labels * (1 - label_weight) + partner_labels * label_weight
-    return mixed_images, mixed_labels
+    return tf.where(apply, weight, tf.zeros_like(weight))

@@ -7,6 +7,8 @@ for any T and any channel count (the authors' code hard-codes 64 channels).
 import keras
 from keras import ops
 
+from keras_dta._checks import check_int
+
 
 def _check_rank5(layer, input_shape):
     if len(input_shape) != 5 or any(d is None for d in input_shape[1:]):
@@ -61,9 +63,8 @@ class TXA(keras.layers.Layer):
 
     def __init__(self, kernel_size_t=3, kernel_size_c=6, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("kernel_size_t", kernel_size_t), ("kernel_size_c", kernel_size_c)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}")
+        check_int("kernel_size_t", kernel_size_t)
+        check_int("kernel_size_c", kernel_size_c)
         self.kernel_size_t = kernel_size_t
         self.kernel_size_c = kernel_size_c
 
@@ -98,6 +99,14 @@ class TXA(keras.layers.Layer):
             "kernel_size_t": self.kernel_size_t,
             "kernel_size_c": self.kernel_size_c,
         }
+
+
+def tna_hidden_width(D):
+    """The hidden width `h` of T-NA's GTCA for `D = T * C` channels: `D // max(D // 16, 4)`.
+
+    The authors' reduction rule (16 for `D >= 64`); `keras_dta.stats` counts with it too.
+    """
+    return D // max(D // 16, 4)
 
 
 @keras.saving.register_keras_serializable(package="keras_dta")
@@ -139,7 +148,7 @@ class TNA(keras.layers.Layer):
     def build(self, input_shape):
         _check_rank5(self, input_shape)
         D = input_shape[1] * input_shape[-1]
-        hidden = D // max(D // 16, 4)
+        hidden = tna_hidden_width(D)
         k = self.local_kernel_size
 
         def weight(name, shape, initializer="glorot_uniform"):

@@ -9,6 +9,8 @@ also how the authors' `SeqToANNContainer` works).
 import keras
 from keras import ops
 
+from keras_dta._checks import check_int
+
 
 # XNNPACK (TFLite's CPU delegate) joins at most five tensors in one CONCATENATION in this
 # LiteRT; a concatenation of six runs outside the delegate and splits the graph.
@@ -54,8 +56,7 @@ class RepeatTime(keras.layers.Layer):
 
     def __init__(self, T, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"`T` must be a positive integer. Received: T={T}")
+        check_int("T", T)
         self.T = T
 
     def call(self, inputs):
@@ -111,8 +112,8 @@ class TimeFold(keras.layers.Wrapper):
                 f"Received: inputs.shape={inputs.shape}"
             )
         folded = ops.reshape(inputs, (-1, *inputs.shape[2:]))
-        kwargs = {"training": training} if self.layer._call_has_training_arg else {}
-        outputs = self.layer(folded, **kwargs)
+        # Keras drops `training` for a layer whose `call` does not take it.
+        outputs = self.layer(folded, training=training)
         return ops.reshape(outputs, (-1, time, *outputs.shape[1:]))
 
 

@@ -1,5 +1,22 @@
-"""MS-ResNet models."""
+"""MS-ResNet models.
 
-from keras_dta.models.ms_resnet import apply_ms_block, ms_resnet, ms_resnet18, ms_resnet34
+`keras_dta.models.ms_resnet` is the module; its generic builder is exported as
+`build_ms_resnet`.
+"""
 
-__all__ = ["apply_ms_block", "ms_resnet", "ms_resnet18", "ms_resnet34"]
+from keras_dta.models import ms_resnet
+from keras_dta.models.ms_resnet import ATTENTION_KINDS, apply_ms_block, ms_resnet18, ms_resnet34
+from keras_dta.models.ms_resnet import ms_resnet as build_ms_resnet
+
+#: The model functions a configuration or the converter may name.
+MODEL_NAMES = ("ms_resnet18", "ms_resnet34")
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "MODEL_NAMES",
+    "apply_ms_block",
+    "build_ms_resnet",
+    "ms_resnet",
+    "ms_resnet18",
+    "ms_resnet34",
+]

@@ -1,0 +1,2 @@
+"""Command-line programs (absl flags): `keras-dta-fit` (`keras_dta.cli.fit`) and
+`keras-dta-convert` (`keras_dta.cli.convert`)."""

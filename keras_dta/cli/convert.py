@@ -1,0 +1,81 @@
+r"""Converts a checkpoint of the authors' PyTorch DTA-SNN to a `.keras` model.
+
+    python -m keras_dta.convert CHECKPOINT --arch ms_resnet18 --T 6 --num_classes 100 \
+        --output model.keras
+
+(also installed as `keras-dta-convert`).
+"""
+
+import logging
+
+from absl import app, flags
+
+from keras_dta import files
+from keras_dta.models import ATTENTION_KINDS, MODEL_NAMES
+
+logger = logging.getLogger(__name__)
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("arch", "ms_resnet18", list(MODEL_NAMES), "The model function.")
+flags.DEFINE_enum("attn", "dta", list(ATTENTION_KINDS), "Attention after the stem.")
+flags.DEFINE_integer("T", 6, "Time steps.")
+flags.DEFINE_integer(
+    "num_classes", None, "Classes (default: 10 for ms_resnet18, 1000 for ms_resnet34)."
+)
+flags.DEFINE_list(
+    "input_shape",
+    None,
+    "H,W,C for images or T,H,W,C for event frames (default 32,32,3 / 224,224,3).",
+)
+flags.DEFINE_string("output", None, "The .keras file to write.")
+flags.mark_flag_as_required("output")
+
+
+def _input_shape(values):
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise app.UsageError(
+            f"--input_shape: expected comma-separated integers. Received: "
+            f"input_shape={','.join(values)!r}"
+        ) from None
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError(
+            f"Expected one positional argument, the checkpoint (.pth or .pth.tar). "
+            f"Received: {argv[1:]}"
+        )
+    checkpoint = argv[1]
+    if not FLAGS.output.endswith(".keras"):
+        raise app.UsageError(f"--output must end with .keras. Received: --output={FLAGS.output}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from keras_dta import convert, models  # noqa: PLC0415
+
+    build = getattr(models, FLAGS.arch)
+    kwargs = {"attn": FLAGS.attn, "T": FLAGS.T}
+    if FLAGS.num_classes is not None:
+        kwargs["num_classes"] = FLAGS.num_classes
+    if FLAGS.input_shape is not None:
+        kwargs["input_shape"] = _input_shape(FLAGS.input_shape)
+    try:
+        state_dict = convert.read_checkpoint(checkpoint)
+        model = build(**kwargs)
+        convert.load_reference_weights(model, state_dict)
+    except (ImportError, FileNotFoundError, ValueError) as error:
+        raise app.UsageError(f"error: {error}") from None
+    files.save_model(model, FLAGS.output)
+    logger.info("Wrote %s", FLAGS.output)
+    return 0
+
+
+def run():
+    """The `keras-dta-convert` entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
