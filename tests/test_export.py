@@ -360,3 +360,27 @@ def test_non_finite_inputs_are_refused(model, data):
         export.check_inputs(model, bad, "eval_data")
     with pytest.raises(ValueError, match="calibration_data"):
         export.convert_to_tflite(model, quantize="int8", calibration_data=bad)
+
+
+def test_saved_model_cli_and_the_export_entry_point(model, data, tmp_path):
+    import tensorflow as tf
+
+    _, _, x_test, _ = data
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    output = tmp_path / "served"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "export" / "saved_model.py"), f"--model={model_path}", f"--output={output}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = tf.saved_model.load(str(output)).signatures["serve"]
+    np.testing.assert_allclose(
+        served(images=tf.constant(x_test[:4]))["output_0"].numpy(), model.predict(x_test[:4], verbose=0), atol=1e-5
+    )
+    # The same program as keras-dta-export; a bad format is a usage error naming the flag.
+    bad = subprocess.run(
+        [sys.executable, "-m", "keras_dta.cli.export", "--format=onnx", f"--model={model_path}", f"--output={output}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert bad.returncode != 0 and "--format" in bad.stderr and "onnx" in bad.stderr
