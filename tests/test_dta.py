@@ -98,6 +98,12 @@ def test_dta_errors():
         TXA()(np.zeros((2, 4, 4, 8), "float32"))
     with pytest.raises(ValueError, match="same shape"):
         DTA()([x, np.zeros((2, 3, 4, 4, 8), "float32")])
+    with pytest.raises(ValueError, match="same shape"):
+        DTA()([x, np.zeros((1, 2, 4, 4, 8), "float32")])  # would broadcast over the batch
+    layer = DTA()
+    layer([x, x])
+    with pytest.raises(ValueError, match=r"spikes.shape=\(3, 2, 4, 4, 8\)"):
+        layer([x, np.zeros((3, 2, 4, 4, 8), "float32")])
     with pytest.raises(ValueError, match="local_kernel_size=4"):
         TNA(local_kernel_size=4)
 

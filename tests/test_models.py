@@ -94,6 +94,8 @@ def test_mean_over_time_of_sequences():
         ({"T": 0}, "T=0"),
         ({"input_shape": (8, 8)}, r"input_shape=\(8, 8\)"),
         ({"input_shape": (3, 8, 8, 2)}, "T=2"),
+        ({"input_shape": (8, 8, 0)}, r"input_shape=\(8, 8, 0\)"),
+        ({"input_shape": (8, None, 3)}, "positive integers"),
         ({"num_classes": 0}, "num_classes=0"),
         ({"stage_blocks": (1, 1, 1)}, "same length"),
     ],

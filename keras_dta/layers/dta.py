@@ -188,6 +188,16 @@ class TNA(keras.layers.Layer):
         return {**super().get_config(), "local_kernel_size": self.local_kernel_size}
 
 
+def _check_same_shape(x_shape, s_shape):
+    """`x` and `spikes` must match, the batch too wherever both are known."""
+    batches_differ = None not in (x_shape[0], s_shape[0]) and x_shape[0] != s_shape[0]
+    if x_shape[1:] != s_shape[1:] or batches_differ:
+        raise ValueError(
+            "DTA expects `x` and `spikes` of the same shape. "
+            f"Received: x.shape={x_shape}, spikes.shape={s_shape}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_dta")
 class DTA(keras.layers.Layer):
     """Dual Temporal-channel-wise Attention applied to spikes (paper eq. 6).
@@ -233,17 +243,16 @@ class DTA(keras.layers.Layer):
             raise ValueError(f"DTA expects a list [x, spikes]. Received: input_shape={input_shape}")
         x_shape, s_shape = (tuple(s) for s in input_shape)
         _check_rank5(self, x_shape)
-        if x_shape[1:] != s_shape[1:]:
-            raise ValueError(
-                "DTA expects `x` and `spikes` of the same shape. "
-                f"Received: x.shape={x_shape}, spikes.shape={s_shape}"
-            )
+        _check_same_shape(x_shape, s_shape)
         for branch in (self.txa, self.tna):
             if branch is not None:
                 branch.build(x_shape)
 
     def call(self, inputs):
         x, spikes = inputs
+        # Checked on every call, not only at build: a later call with another batch size
+        # would otherwise broadcast one input over the other.
+        _check_same_shape(tuple(x.shape), tuple(spikes.shape))
         if self.use_txa and self.use_tna:
             attention = self.tna(x) * self.txa(x)
         else:

@@ -129,6 +129,10 @@ def ms_resnet(
         )
     _check_positive_ints("stem_filters", [stem_filters])
     input_shape = tuple(input_shape)
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape):
+        raise ValueError(
+            f"`input_shape` must hold positive integers. Received: input_shape={input_shape}"
+        )
     if len(input_shape) == 3:
         inputs = keras.Input(input_shape, name="images")
         x = RepeatTime(T, name="repeat_time")(inputs)
