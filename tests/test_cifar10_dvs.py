@@ -185,16 +185,52 @@ def mini(request, tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp(request.param), request.param)
 
 
-def test_split_is_9_to_1_in_numeric_file_order(mini):
-    splits = cifar10_dvs.split_recordings(cifar10_dvs.list_recordings(mini))
+# Recording 9 is the test one of 0..11 in name order (0, 1, 10, 11, 2, ..., 9), 11 in numeric.
+TEST_INDEX = {"name": 9, "numeric": 11}
+
+
+@pytest.mark.parametrize("order", ["name", "numeric"])
+def test_split_is_9_to_1_in_the_chosen_file_order(mini, order):
+    splits = cifar10_dvs.split_recordings(cifar10_dvs.list_recordings(mini, order))
     n_train = math.ceil(0.9 * FILES_PER_CLASS)
     assert len(splits["train"]) == 10 * n_train
     assert len(splits["test"]) == 10 * (FILES_PER_CLASS - n_train)
-    assert [r.index for r in splits["test"]] == [11] * 10
+    assert [r.index for r in splits["test"]] == [TEST_INDEX[order]] * 10
     assert [r.label for r in splits["test"]] == list(range(10))
-    assert sorted({r.index for r in splits["train"]}) == list(range(11))
-    assert cifar10_dvs.num_examples(mini, "train", T=T, image_size=IMAGE) == 110
-    assert cifar10_dvs.num_examples(mini, "test", T=T, image_size=IMAGE) == 10
+    assert sorted({r.index for r in splits["train"]}) == sorted(set(range(12)) - {TEST_INDEX[order]})
+    kwargs = dict(T=T, image_size=IMAGE, order=order)
+    assert cifar10_dvs.num_examples(mini, "train", **kwargs) == 110
+    assert cifar10_dvs.num_examples(mini, "test", **kwargs) == 10
+
+
+def test_name_order_is_spikingjelly_s_on_23_recordings_per_class(tmp_path):
+    # SpikingJelly lists files sorted by name as strings; the first ceil(0.9 n) of each
+    # class train. Listing reads no file, so empty ones will do.
+    for cls in cifar10_dvs.CLASSES:
+        (tmp_path / cls).mkdir()
+        for i in range(23):
+            (tmp_path / cls / f"cifar10_{cls}_{i}.aedat").write_bytes(b"")
+    names = sorted(f"cifar10_airplane_{i}.aedat" for i in range(23))  # string order
+    expected_test = [int(n.split("_")[-1].split(".")[0]) for n in names[21:]]
+    assert expected_test == [8, 9]
+    by_name = cifar10_dvs.split_recordings(cifar10_dvs.list_recordings(str(tmp_path)))
+    assert [r.index for r in by_name["test"][:2]] == [8, 9]
+    assert [r.index for r in by_name["train"][:4]] == [0, 1, 10, 11]
+    numeric = cifar10_dvs.split_recordings(cifar10_dvs.list_recordings(str(tmp_path), "numeric"))
+    assert [r.index for r in numeric["test"][:2]] == [21, 22]
+    with pytest.raises(ValueError, match="order='random'"):
+        cifar10_dvs.list_recordings(str(tmp_path), "random")
+
+
+def test_an_empty_split_is_refused_naming_it(tmp_path):
+    root = tmp_path / "five"
+    root.mkdir()
+    for label, cls in enumerate(cifar10_dvs.CLASSES):
+        (root / cls).mkdir()
+        for i in range(5):  # ceil(0.9 * 5) = 5: every recording trains
+            write(root / cls / f"cifar10_{cls}_{i}.aedat", recording_bytes(label, i))
+    with pytest.raises(ValueError, match="test split is empty"):
+        cifar10_dvs.load(str(root), "test", T=T, image_size=IMAGE)
 
 
 def test_test_split_frames_and_labels_are_exact(mini):
@@ -204,7 +240,7 @@ def test_test_split_frames_and_labels_are_exact(mini):
     assert frames.shape == (10, T, IMAGE, IMAGE, 2)
     np.testing.assert_array_equal(labels, np.eye(10, dtype=np.float32))
     for label in range(10):
-        raw = recording_bytes(label, FILES_PER_CLASS - 1)
+        raw = recording_bytes(label, TEST_INDEX["name"])
         expected = cifar10_dvs.resize_frames(
             reference_frames(_raw_events(raw), T), IMAGE
         )
@@ -212,7 +248,9 @@ def test_test_split_frames_and_labels_are_exact(mini):
 
 
 def _raw_events(data):
-    body = data[data.rindex(b"\r\n") + 2 :]
+    # The two header lines of `encode_raw`; the records may hold b"\r\n" themselves.
+    header = len(encode_raw([]))
+    body = data[header:]
     out = []
     for k in range(0, len(body), 8):
         a, t = struct.unpack(">II", body[k : k + 8])
@@ -228,7 +266,8 @@ def test_training_pipeline_shapes_soft_labels_and_reproducibility(mini):
         return [(x.numpy(), y.numpy()) for x, y in ds]
 
     epoch = first_epoch(1)
-    assert sum(len(y) for _, y in epoch) == 110
+    # Full batches only: 13 of 8 from 110 examples (the partial one is dropped).
+    assert [len(y) for _, y in epoch] == [8] * 13
     for x, y in epoch:
         assert x.shape[1:] == (T, IMAGE, IMAGE, 2) and x.dtype == np.float32
         assert y.shape[1:] == (10,) and y.dtype == np.float32
@@ -263,7 +302,8 @@ def test_training_epochs_are_augmented_afresh(mini):
 def test_cache_is_reused(mini, monkeypatch):
     cifar10_dvs.num_examples(mini, "train", T=T, image_size=IMAGE)
     path = cifar10_dvs.cache_dir(mini, T, IMAGE)
-    assert path == os.path.join(mini, "keras_dta_cache", f"T{T}_{IMAGE}")
+    assert path == os.path.join(mini, "keras_dta_cache", f"T{T}_{IMAGE}_name")
+    assert cifar10_dvs.cache_dir(mini, T, IMAGE, "numeric").endswith(f"T{T}_{IMAGE}_numeric")
     stamp = os.stat(os.path.join(path, "train.tfrecord")).st_mtime_ns
 
     def no_rebuild(*args, **kwargs):
@@ -423,4 +463,4 @@ def test_trainer_runs_on_a_miniature_recording_set(tmp_path):
     assert 0.0 <= results["test_accuracy"] <= 1.0
     model = keras.saving.load_model(results["paths"]["best_model"])
     assert model.input_shape == (None, 2, 48, 48, 2)
-    assert os.path.isdir(os.path.join(data_dir, "keras_dta_cache", "T2_48"))
+    assert os.path.isdir(os.path.join(data_dir, "keras_dta_cache", "T2_48_name"))

@@ -349,6 +349,10 @@ class Cifar10DVS:
 
     The raw recordings are read from `data_dir` (see that module); there is no
     download. Augmentation, MixUp/CutMix and label smoothing are that loader's.
+
+    Args:
+        order: the order of each class's recordings before the 9:1 split: `"name"`
+            (SpikingJelly's: the split the published results use) or `"numeric"`.
     """
 
     name = "cifar10_dvs"
@@ -357,6 +361,9 @@ class Cifar10DVS:
     image_size = 48
     # Frames per recording when T is not given (the paper's CIFAR10-DVS T).
     default_T = 10
+
+    def __init__(self, order="name"):
+        self.order = order
 
     @staticmethod
     def _module():
@@ -378,7 +385,7 @@ class Cifar10DVS:
     def num_examples(self, split, data_dir=None, T=None):
         self._check_data_dir(data_dir)
         return self._module().num_examples(
-            data_dir, split, T=T or self.default_T, image_size=self.image_size
+            data_dir, split, T=T or self.default_T, image_size=self.image_size, order=self.order
         )
 
     def load(
@@ -402,6 +409,7 @@ class Cifar10DVS:
             training=training,
             seed=seed,
             label_smoothing=label_smoothing,
+            order=self.order,
         )
 
 

@@ -7,15 +7,20 @@ The dataset is read from the raw release: ten zips, one per class, of files
 
 The first call integrates every recording into `T` frames ("split by
 number", see `keras_dta.data.aedat.integrate_frames`), resizes them and caches
-them under `DIR/keras_dta_cache/T{T}_{image_size}/` as ZLIB-compressed
+them under `DIR/keras_dta_cache/T{T}_{image_size}_{order}/` as ZLIB-compressed
 TFRecord files, one per split. Later calls only stream the cache. Each cache
 file is written to a temporary name and moved into place with `os.replace`,
 and `meta.json`, written last, marks the cache complete; delete the folder to
 rebuild it.
 
-Split: there is no official one. As is usual, per class the first
-`ceil(0.9 n)` recordings in file order (by their integer index `i`) are the
-train split and the rest the test split.
+Split: there is no official one. The one every published number uses (the
+DTA authors' included) is SpikingJelly's `split_to_train_test_set(0.9, ...)`
+over its `DatasetFolder`, which lists each class's files sorted by name as
+strings (`cifar10_airplane_0`, `_1`, `_10`, `_100`, ...): per class the first
+`ceil(0.9 n)` in that order train, the rest test. That is the default
+(`order="name"`, the split SpikingJelly and the published results use);
+`order="numeric"` sorts by the integer `i` instead, which gives a different
+test tenth.
 
 Example:
 
@@ -64,6 +69,7 @@ from keras_dta.data.cifar10_dvs.pipeline import (
 from keras_dta.data.cifar10_dvs.recordings import (
     CLASSES,
     NUM_CLASSES,
+    SPLIT_ORDERS,
     SPLITS,
     list_recordings,
     split_recordings,
@@ -83,6 +89,7 @@ __all__ = [
     "ROTATE_MAX_DEGREES",
     "SHEAR_MAX",
     "SPLITS",
+    "SPLIT_ORDERS",
     "TRANSLATE_MAX",
     "apply_op",
     "augment",

@@ -16,6 +16,7 @@ from keras_dta.data.cifar10_dvs.recordings import (
     SPLITS,
     Reader,
     check_data_dir,
+    check_order,
     check_split,
     list_recordings,
     split_recordings,
@@ -26,7 +27,8 @@ logger = logging.getLogger(__name__)
 #: Name of the cache folder created inside the data directory.
 CACHE_DIRNAME = "keras_dta_cache"
 # Bump when the cache's content or layout changes, so old caches are rebuilt.
-_CACHE_VERSION = 1
+# 2: the split order is part of the cache (version 1 caches hold the numeric order).
+_CACHE_VERSION = 2
 COMPRESSION = "ZLIB"
 # Level 1: about 8x faster to write than the default level for some 25% more
 # disk (frames of mostly empty pixels compress well either way).
@@ -38,11 +40,12 @@ _WRITE_ORDER_SEED = 0
 _LOG_EVERY = 500
 
 
-def cache_dir(data_dir, T=10, image_size=48):
-    """The cache folder for one `(T, image_size)`: `DIR/keras_dta_cache/T{T}_{size}`."""
+def cache_dir(data_dir, T=10, image_size=48, order="name"):
+    """The cache folder of one `(T, image_size, order)`: `DIR/keras_dta_cache/T{T}_{size}_{order}`."""
     check_int("T", T)
     check_int("image_size", image_size)
-    return os.path.join(check_data_dir(data_dir), CACHE_DIRNAME, f"T{T}_{image_size}")
+    check_order(order)
+    return os.path.join(check_data_dir(data_dir), CACHE_DIRNAME, f"T{T}_{image_size}_{order}")
 
 
 def _read_meta(path):
@@ -95,7 +98,7 @@ def _write_split(path, recordings, reader, T, image_size, skip_bad, progress):
     return count, skipped
 
 
-def build_cache(data_dir, *, T=10, image_size=48, skip_bad=False):
+def build_cache(data_dir, *, T=10, image_size=48, skip_bad=False, order="name"):
     """Builds (or reuses) the frame cache of both splits.
 
     Every recording is decoded, integrated into `T` frames, resized to
@@ -109,6 +112,8 @@ def build_cache(data_dir, *, T=10, image_size=48, skip_bad=False):
             not AER-DAT2.0, events outside the sensor, corrupt zip member)
             are left out and their count is logged as a warning; if False,
             the first bad recording raises a `ValueError` naming it.
+        order: the order of each class's recordings before the 9:1 split
+            (`SPLIT_ORDERS`; "name" is the published split).
 
     Returns:
         The cache's metadata: a dict with `num_examples` per split, the list
@@ -119,10 +124,10 @@ def build_cache(data_dir, *, T=10, image_size=48, skip_bad=False):
             class, or when a reused cache was built with `skip_bad=True`
             and left files out while `skip_bad=False` is asked for now.
     """
-    path = cache_dir(data_dir, T, image_size)
+    path = cache_dir(data_dir, T, image_size, order)
     meta = _read_meta(path)
     if meta is None:
-        meta = _build(data_dir, path, T, image_size, skip_bad)
+        meta = _build(data_dir, path, T, image_size, skip_bad, order)
     else:
         logger.info("Using the CIFAR10-DVS cache at %s.", path)
     if meta["skipped"] and not skip_bad:
@@ -137,10 +142,10 @@ def build_cache(data_dir, *, T=10, image_size=48, skip_bad=False):
     return meta
 
 
-def _build(data_dir, path, T, image_size, skip_bad):
-    splits = split_recordings(list_recordings(data_dir))
-    order = np.random.default_rng(_WRITE_ORDER_SEED).permutation(len(splits["train"]))
-    splits["train"] = [splits["train"][i] for i in order]
+def _build(data_dir, path, T, image_size, skip_bad, order):
+    splits = split_recordings(list_recordings(data_dir, order))
+    shuffled = np.random.default_rng(_WRITE_ORDER_SEED).permutation(len(splits["train"]))
+    splits["train"] = [splits["train"][i] for i in shuffled]
     total = sum(len(v) for v in splits.values())
     os.makedirs(path, exist_ok=True)
     logger.info(
@@ -170,6 +175,7 @@ def _build(data_dir, path, T, image_size, skip_bad):
         "version": _CACHE_VERSION,
         "T": T,
         "image_size": image_size,
+        "order": order,
         "shape": list(input_shape(T, image_size)),
         "resize": "bilinear, half-pixel centres, no antialias (torch align_corners=False)",
         "num_examples": {},
@@ -201,7 +207,7 @@ def _build(data_dir, path, T, image_size, skip_bad):
     return meta
 
 
-def num_examples(data_dir, split, *, T=10, image_size=48, skip_bad=False):
+def num_examples(data_dir, split, *, T=10, image_size=48, skip_bad=False, order="name"):
     """The number of examples of a split (building the cache if needed).
 
     Args:
@@ -210,11 +216,12 @@ def num_examples(data_dir, split, *, T=10, image_size=48, skip_bad=False):
         T: number of frames.
         image_size: height and width of the frames.
         skip_bad: see `build_cache`.
+        order: see `build_cache`.
 
     Returns:
-        The number of examples `load` yields for that split, per epoch.
+        The number of examples of that split.
     """
     check_split(split)
-    meta = build_cache(data_dir, T=T, image_size=image_size, skip_bad=skip_bad)
+    meta = build_cache(data_dir, T=T, image_size=image_size, skip_bad=skip_bad, order=order)
     return int(meta["num_examples"][split])
 

@@ -11,6 +11,7 @@ from keras_dta.data.cifar10_dvs.augmentation import augment
 from keras_dta.data.cifar10_dvs.cache import COMPRESSION, build_cache
 from keras_dta.data.cifar10_dvs.frames import input_shape
 from keras_dta.data.cifar10_dvs.recordings import NUM_CLASSES, check_split
+from keras_dta.data.datasets import _finish, _one_hot
 
 MIXUP_ALPHA = 0.5
 CUTMIX_ALPHA = 1.0
@@ -56,26 +57,17 @@ def _records(meta, split, shape):
 
 
 def _training_stream(ds, parse, *, batch_size, seed, label_smoothing, shuffle_buffer):
-    """Shuffled, augmented, label-smoothed and batch-mixed training batches."""
+    """Shuffled, augmented, label-smoothed and batch-mixed training batches (full ones)."""
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     # One random int64 per sample, a new stream every epoch; it seeds the
     # sample's augmentation and (the batch's first one) the batch mixing.
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip((ds, keys))
-    smoothing = float(label_smoothing)
-
     def augment_sample(sample, key):
         frames, label = sample
         frames = augment(frames, tf.stack([key, tf.constant(0, tf.int64)]))
-        labels = tf.one_hot(
-            label,
-            NUM_CLASSES,
-            on_value=1.0 - smoothing + smoothing / NUM_CLASSES,
-            off_value=smoothing / NUM_CLASSES,
-            dtype=tf.float32,
-        )
-        return frames, labels, key
+        return frames, _one_hot(label, NUM_CLASSES, float(label_smoothing)), key
 
     def mix(frames, labels, keys):
         return mixing.mix_batch(
@@ -89,8 +81,7 @@ def _training_stream(ds, parse, *, batch_size, seed, label_smoothing, shuffle_bu
         )
 
     ds = ds.map(augment_sample, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _finish(ds, batch_size=batch_size, training=True, seed=seed, mix_fn=mix)
 
 
 def load(
@@ -105,6 +96,7 @@ def load(
     skip_bad=False,
     label_smoothing=0.1,
     shuffle_buffer=2048,
+    order="name",
 ):
     """CIFAR10-DVS as a batched `tf.data.Dataset` of event frames.
 
@@ -124,11 +116,12 @@ def load(
     Args:
         data_dir: directory of the raw recordings: per class, a folder
             `<class>/` or a zip `<class>.zip` of `cifar10_<class>_<i>.aedat`.
-        split: `"train"` or `"test"` (9:1 per class, in file order).
+        split: `"train"` or `"test"` (9:1 per class, in `order`).
         T: number of frames per recording.
         image_size: height and width after the bilinear resize.
-        batch_size: examples per batch; the last batch of an epoch may be
-            smaller (steps per epoch: `ceil(num_examples / batch_size)`).
+        batch_size: examples per batch. Training batches are all full (the
+            last partial batch of an epoch is dropped, as for every dataset:
+            one input shape, the same on every replica); evaluation keeps it.
         training: whether to shuffle and augment; defaults to
             `split == "train"`.
         seed: int seed of the shuffle and of every random draw; with a seed
@@ -137,6 +130,9 @@ def load(
         skip_bad: see `build_cache`.
         label_smoothing: label smoothing in [0, 1), training only.
         shuffle_buffer: size of the shuffle buffer, training only.
+        order: the order of each class's recordings before the 9:1 split:
+            `"name"` (file names as strings, SpikingJelly's order: the split
+            the published results use) or `"numeric"` (by index).
 
     Returns:
         A `tf.data.Dataset` of `(frames, labels)`: float32
@@ -148,7 +144,13 @@ def load(
     _check_load_args(
         split, T, image_size, batch_size, shuffle_buffer, training, seed, label_smoothing
     )
-    meta = build_cache(data_dir, T=T, image_size=image_size, skip_bad=skip_bad)
+    meta = build_cache(data_dir, T=T, image_size=image_size, skip_bad=skip_bad, order=order)
+    if not meta["num_examples"][split]:
+        raise ValueError(
+            f"The CIFAR10-DVS {split} split is empty ({meta['num_examples']} examples per split: "
+            f"the 9:1 split of each class leaves no {split} recording with fewer than 10 per "
+            f"class). Received: data_dir={data_dir!r}, split={split!r}"
+        )
     ds, parse = _records(meta, split, input_shape(T, image_size))
     if training:
         return _training_stream(
@@ -158,7 +160,7 @@ def load(
 
     def parse_one_hot(record):
         frames, label = parse(record)
-        return frames, tf.one_hot(label, NUM_CLASSES, dtype=tf.float32)
+        return frames, _one_hot(label, NUM_CLASSES, 0.0)
 
     ds = ds.map(parse_one_hot, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _finish(ds, batch_size=batch_size, training=False, seed=seed)

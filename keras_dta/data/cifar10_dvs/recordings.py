@@ -23,6 +23,17 @@ SPLITS = ("train", "test")
 # The 9:1 split, as the integer fraction 9/10 so that ceil() is exact.
 _TRAIN_PARTS, _ALL_PARTS = 9, 10
 
+#: Orders of each class's recordings before the 9:1 split. "name": by file name as a string
+#: (`_0`, `_1`, `_10`, `_100`, ...), as SpikingJelly's `DatasetFolder` lists them: the split of
+#: SpikingJelly's `split_to_train_test_set(0.9, ...)`, which every published CIFAR10-DVS
+#: number (the DTA authors' included) uses. "numeric": by the integer index `i`.
+SPLIT_ORDERS = ("name", "numeric")
+
+
+def check_order(order):
+    if order not in SPLIT_ORDERS:
+        raise ValueError(f"`order` must be one of {SPLIT_ORDERS}. Received: order={order!r}")
+
 
 def check_split(split):
     if split not in SPLITS:
@@ -62,8 +73,8 @@ def _file_pattern(cls):
     return re.compile(rf"^cifar10_{re.escape(cls)}_(\d+)\.aedat$")
 
 
-def _sorted_by_index(found, where):
-    """Sorts `[(index, recording)]` by the integer index, rejecting duplicates."""
+def _sorted(found, where, order):
+    """Sorts `[(index, recording)]` in `order`, rejecting duplicate indices."""
     found.sort(key=lambda item: item[0])
     for (i, a), (j, b) in zip(found, found[1:]):
         if i == j:
@@ -71,27 +82,33 @@ def _sorted_by_index(found, where):
                 f"{where}: two recordings have the same index. Received: "
                 f"files={a.name!r} and {b.name!r}"
             )
+    if order == "name":
+        found.sort(key=lambda item: os.path.basename(item[1].member or item[1].path))
     return [rec for _, rec in found]
 
 
-def list_recordings(data_dir):
-    """Lists the raw recordings of every class, each sorted by its index.
+def list_recordings(data_dir, order="name"):
+    """Lists the raw recordings of every class, each in `order`.
 
     Args:
         data_dir: directory holding, per class, a folder `<class>/` or a zip
             `<class>.zip` of `cifar10_<class>_<i>.aedat` files. A folder wins
             over a zip of the same class.
+        order: `"name"` (the default): by file name as a string (`_0`, `_1`,
+            `_10`, `_100`, ...), the order SpikingJelly lists them in and
+            the published splits use; `"numeric"`: by the integer `i` (2
+            before 10). See `SPLIT_ORDERS`.
 
     Returns:
         A list of `NUM_CLASSES` lists of recordings, in the order of
-        `CLASSES`, each ordered by the integer `i` (numeric, not
-        lexicographic: 2 before 10).
+        `CLASSES`, each in `order`.
 
     Raises:
         ValueError: if a class has neither a folder nor a zip, a zip is not
             readable, or a class holds no recording.
     """
     data_dir = check_data_dir(data_dir)
+    check_order(order)
     recordings = []
     for label, cls in enumerate(CLASSES):
         pattern = _file_pattern(cls)
@@ -133,15 +150,16 @@ def list_recordings(data_dir):
                 f"{where}: no recordings named 'cifar10_{cls}_<i>.aedat' for class "
                 f"{cls!r}. Received: data_dir={data_dir!r}"
             )
-        recordings.append(_sorted_by_index(found, where))
+        recordings.append(_sorted(found, where, order))
     return recordings
 
 
 def split_recordings(recordings):
     """Splits per-class recording lists 9:1 into train and test.
 
-    Per class with `n` recordings, the first `ceil(0.9 n)` in file order go
-    to train and the rest to test.
+    Per class with `n` recordings, the first `ceil(0.9 n)` in the listed order
+    go to train and the rest to test (SpikingJelly's
+    `split_to_train_test_set(0.9, ...)` for the name order).
 
     Args:
         recordings: the output of `list_recordings`.
