@@ -115,3 +115,19 @@ def test_imagenet_crops():
 def test_register_dataset_rejects_bad_name():
     with pytest.raises(ValueError, match="name"):
         datasets.register_dataset("", datasets.Digits)
+
+
+def test_non_finite_inputs_stop_at_the_data_boundary():
+    import tensorflow as tf
+
+    from keras_dta.data import datasets
+
+    x = np.ones((4, 2, 2, 1), "float32")
+    x[2, 0, 0, 0] = np.nan
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int64")))
+    batches = datasets._finish(ds, batch_size=2, training=False, seed=None)
+    first, second = iter(batches), None
+    np.testing.assert_array_equal(next(first)[0].numpy(), 1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite"):
+        second = next(first)
+    assert second is None

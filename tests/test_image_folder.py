@@ -292,15 +292,19 @@ def test_skip_bad_skips_and_counts(folder, caplog):
     assert x.shape[0] == y.shape[0] == 4
 
 
-def test_registered_with_the_paper_preset():
-    spec = datasets.get_dataset("image_folder")
-    assert isinstance(spec, ImageFolder) and spec.preset == image_folder.PAPER_PRESET
+def test_registered_with_the_paper_preset_and_the_cpu_one():
+    spec = datasets.get_dataset("image_folder", image_size=16, test_fraction=0.2)
+    assert isinstance(spec, ImageFolder) and (spec.image_size, spec.test_fraction) == (16, 0.2)
+    with pytest.raises(ValueError, match="does not take these options"):
+        datasets.get_dataset("image_folder", colour="sepia")
     config = training.make_config("image_folder", model_dir="unused").validate()
+    assert config.preset == "image_folder" and config.dataset_kwargs == {}
     assert (config.model, config.T, config.batch_size, config.epochs) == ("ms_resnet18", 6, 64, 250)
     assert (config.learning_rate, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-5)
-    cpu = image_folder.CPU_PRESET
-    assert cpu["model_kwargs"]["stage_filters"] == [32, 64, 128] and cpu["T"] == 2
-    training.TrainConfig(**{**config.to_dict(), **cpu}).validate()
+    cpu = training.make_config("image_folder", preset="cpu_small", model_dir="unused").validate()
+    assert cpu.model_kwargs["stage_filters"] == [32, 64, 128] and (cpu.T, cpu.batch_size) == (2, 64)
+    with pytest.raises(ValueError, match="preset='tiny'"):
+        training.make_config("image_folder", preset="tiny")
 
 
 def test_train_two_steps_on_a_tiny_folder(tmp_path):
@@ -324,11 +328,16 @@ def test_train_two_steps_on_a_tiny_folder(tmp_path):
         distribute="none",
         export=False,
         firing_rate_freq=0,
+        dataset_kwargs={"test_fraction": 0.25},
     )
     results = training.train(config, verbose=0)
     assert results["optimizer_iterations"] == 2
     model = keras.saving.load_model(os.path.join(config.model_dir, "best.keras"))
     assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 3)
+    # The normalisation statistics are cached in the run directory, the options recorded.
+    assert os.path.isfile(os.path.join(config.model_dir, image_folder.STATS_FILE))
+    with open(os.path.join(config.model_dir, "config.json")) as f:
+        assert json.load(f)["dataset_kwargs"] == {"test_fraction": 0.25}
 
 
 def extract_cifar10_jpeg(dest, classes, per_split):

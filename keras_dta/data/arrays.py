@@ -34,4 +34,8 @@ def load_dataset_arrays(name, split, data_dir=None, limit=None, T=None):
     if not xs:
         raise ValueError(f"The dataset split is empty. Received: dataset={name!r}, split={split!r}")
     x, y = np.concatenate(xs), np.concatenate(ys)
+    if not np.isfinite(x).all():
+        raise ValueError(
+            f"The dataset split holds NaN or infinite inputs. Received: dataset={name!r}, split={split!r}"
+        )
     return (x[:limit], y[:limit]) if limit is not None else (x, y)

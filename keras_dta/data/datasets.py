@@ -43,14 +43,26 @@ def available_datasets():
     return sorted(_REGISTRY)
 
 
-def get_dataset(name):
-    """Returns the dataset object registered as `name`."""
+def check_dataset(name):
+    """Raises `ValueError` naming the registered datasets unless `name` is one."""
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown dataset. Expected one of {available_datasets()}. "
             f"Received: dataset={name!r}"
         )
-    return _REGISTRY[name]()
+
+
+def get_dataset(name, **kwargs):
+    """Returns the dataset object registered as `name`, built with `kwargs` (its options)."""
+    check_dataset(name)
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise ValueError(
+            f"The dataset {name!r} does not take these options ({error}). Received: {sorted(kwargs)}"
+        ) from None
 
 
 def _one_hot(labels, num_classes, label_smoothing):
@@ -62,6 +74,13 @@ def _one_hot(labels, num_classes, label_smoothing):
     return y
 
 
+def _check_finite(inputs, *rest):
+    import tensorflow as tf
+
+    message = "keras_dta: a batch of dataset inputs holds NaN or infinite values"
+    return (tf.debugging.check_numerics(inputs, message), *rest)
+
+
 def _finish(ds, *, batch_size, training, seed, mix_fn=None):
     """Batches, applies a batch-level `mix_fn` when training, prefetches."""
     import tensorflow as tf
@@ -69,6 +88,9 @@ def _finish(ds, *, batch_size, training, seed, mix_fn=None):
     # Training batches are full so that every replica gets the same shape;
     # evaluation keeps the last partial batch so every example counts.
     ds = ds.batch(batch_size, drop_remainder=training)
+    # A spiking network turns NaN input into silence and still answers: stop at the data
+    # boundary instead (the trainer also stops on a NaN loss).
+    ds = ds.map(_check_finite, num_parallel_calls=tf.data.AUTOTUNE)
     if training and mix_fn is not None:
         ds = ds.map(mix_fn, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
@@ -453,10 +475,10 @@ register_dataset(
 register_dataset("cifar10_dvs", Cifar10DVS)
 
 
-def _image_folder():
+def _image_folder(**kwargs):
     from keras_dta.data.image_folder import ImageFolder  # imports this module: lazily
 
-    return ImageFolder()
+    return ImageFolder(**kwargs)
 
 
 register_dataset("image_folder", _image_folder)

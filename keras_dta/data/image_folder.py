@@ -74,8 +74,9 @@ Example:
 >>> spec.class_names, spec.input_shape()
 (['cat', 'dog'], (32, 32, 3))
 
-Presets: `PAPER_PRESET` (the paper's CIFAR recipe, the default, also at larger
-image sizes) and `CPU_PRESET` (a small model for one CPU).
+Recipes are the trainer's (`keras_dta.training.presets`): `image_folder` (the
+paper's CIFAR recipe, the default, also at larger image sizes) and `cpu_small`
+(a small model for one CPU: `--preset cpu_small`).
 """
 
 import dataclasses
@@ -95,40 +96,6 @@ logger = logging.getLogger(__name__)
 CIFAR_SCALE = 64
 DEFAULT_IMAGE_SIZE = 32
 STATS_FILE = "image_folder_stats.json"
-
-# The paper's CIFAR recipe (Table 4).
-PAPER_PRESET = {
-    "model": "ms_resnet18",
-    "model_kwargs": {},
-    "T": 6,
-    "batch_size": 64,
-    "epochs": 250,
-    "learning_rate": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 5e-5,
-    "label_smoothing": 0.0,
-}
-
-# A small MS-ResNet (the digits preset's) that trains in minutes on one CPU:
-# at 32x32, about 300 images/s on two cores.
-CPU_PRESET = {
-    "model": "ms_resnet18",
-    "model_kwargs": {
-        "stem_filters": 16,
-        "stage_filters": [32, 64, 128],
-        "stage_blocks": [1, 1, 1],
-        "stage_strides": [1, 2, 2],
-    },
-    "T": 2,
-    "batch_size": 64,
-    "epochs": 8,
-    "learning_rate": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 5e-5,
-    "label_smoothing": 0.0,
-    "mixed_precision": "float32",
-}
-
 
 @dataclasses.dataclass
 class PreparedFolder:
@@ -169,7 +136,6 @@ class ImageFolder:
         skip_bad: skip images that fail to decode (with a warning counting
             them) rather than raise.
         cutmix: apply CutMix to training batches at CIFAR scale.
-        preset: the training recipe (`TrainConfig` fields); `PAPER_PRESET` by default.
     """
 
     name = "image_folder"
@@ -187,7 +153,6 @@ class ImageFolder:
         stats_dir=None,
         skip_bad=False,
         cutmix=True,
-        preset=None,
     ):
         if image_size is not None and (
             isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
@@ -224,7 +189,6 @@ class ImageFolder:
         self.stats_dir = stats_dir
         self.skip_bad = skip_bad
         self.cutmix = cutmix
-        self.preset = dict(PAPER_PRESET if preset is None else preset)
         self._prepared = {}
         self._current = None
 

@@ -36,10 +36,15 @@ _REAL_BOUNDS = {
 class TrainConfig:
     """Everything that defines a training run.
 
-    Build one with `make_config`, which fills the dataset's preset in.
+    Build one with `make_config`, which fills the recipe (`preset`) in.
 
     Attributes:
         dataset: a name from `keras_dta.data.datasets.available_datasets()`.
+        dataset_kwargs: options of the dataset's constructor (e.g. `image_size`,
+            `test_fraction`, `skip_bad` for `image_folder`, `order` for
+            `cifar10_dvs`); its defaults when empty.
+        preset: the recipe the other fields were filled from (the dataset's
+            own by default; `keras_dta.training.presets`).
         model: model function in `keras_dta.models` (one of `MODEL_NAMES`).
         model_kwargs: extra keyword arguments of the model function (widths,
             depths); the paper's sizes when empty.
@@ -76,6 +81,8 @@ class TrainConfig:
     """
 
     dataset: str = "digits"
+    dataset_kwargs: dict = None
+    preset: str = None
     model: str = None
     model_kwargs: dict = None
     T: int = None
@@ -146,9 +153,13 @@ class TrainConfig:
                 f"Unknown model. Expected one of {list(MODEL_NAMES)}. "
                 f"Received: model={self.model!r}"
             )
-        if not isinstance(self.model_kwargs, dict):
+        for name in ("model_kwargs", "dataset_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"`{name}` must be a dict. Received: {name}={getattr(self, name)!r}")
+        if self.preset not in presets.available_presets():
             raise ValueError(
-                f"`model_kwargs` must be a dict. Received: model_kwargs={self.model_kwargs!r}"
+                f"Unknown preset. Expected one of {presets.available_presets()}. "
+                f"Received: preset={self.preset!r}"
             )
         if not isinstance(self.model_dir, str) or not self.model_dir:
             raise ValueError(
@@ -181,21 +192,23 @@ def config_fields():
 
 
 def make_config(dataset="digits", **overrides):
-    """A `TrainConfig` for `dataset`: its preset, then `overrides` (None = preset).
+    """A `TrainConfig` for `dataset`: a recipe, then `overrides` (None = the recipe's).
 
     Args:
         dataset: a registered dataset name.
-        **overrides: `TrainConfig` fields; a value of `None` keeps the preset's.
+        **overrides: `TrainConfig` fields; a value of `None` keeps the recipe's. `preset`
+            names the recipe (default: the dataset's own).
 
     Returns:
         An unvalidated `TrainConfig` (call `.validate()`).
     """
-    datasets.get_dataset(dataset)  # an unknown name fails here, naming the datasets
+    datasets.check_dataset(dataset)  # an unknown name fails here, naming the datasets
     unknown = sorted(set(overrides) - set(config_fields()))
     if unknown:
         raise ValueError(f"Unknown configuration fields. Received: {unknown}")
-    preset = presets.get_preset(dataset)
-    values = {"dataset": dataset, "model_dir": os.path.join("runs", dataset)}
+    name = overrides.get("preset") or dataset
+    preset = presets.get_preset(name)
+    values = {"dataset": dataset, "model_dir": os.path.join("runs", dataset), "preset": name, "dataset_kwargs": {}}
     values.update(preset)
     values["base_batch_size"] = preset["batch_size"]
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -53,11 +53,21 @@ def make_optimizer(config, steps_per_epoch):
     )
 
 
+def dataset_spec(config):
+    """The dataset of `config`, with its options; a folder dataset is listed and scanned
+    (`prepare`, its statistics cached in the run directory) so that its classes and input
+    shape are known."""
+    spec = datasets.get_dataset(config.dataset, **config.dataset_kwargs)
+    if hasattr(spec, "prepare"):
+        spec.prepare(config.data_dir, stats_dir=config.model_dir)
+    return spec
+
+
 def build_model(config, spec=None):
     """The model of `config` for its dataset (logits; per step for TET)."""
     from keras_dta import models
 
-    spec = spec or datasets.get_dataset(config.dataset)
+    spec = spec or dataset_spec(config)
     model_fn = getattr(models, config.model)
     return model_fn(
         attn=config.attn,
@@ -292,7 +302,7 @@ def _finalize(run, model, run_checkpoint):
 def _train_in_policy(run, callbacks, verbose):
     config = run.config
     keras.utils.set_random_seed(config.seed)
-    run.spec = datasets.get_dataset(config.dataset)
+    run.spec = dataset_spec(config)
     jit_compile = distribute.resolve_jit_compile(config.jit_compile, run.strategy)
     _load_datasets(run)
     _log_plan(run, jit_compile)
