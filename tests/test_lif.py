@@ -161,3 +161,28 @@ def test_lif_layer_harness(init_kwargs, tmp_path):
         LIF, init_kwargs, input_shape=(2, 3, 4, 4, 5), expected_output_shape=(2, 3, 4, 4, 5),
         expected_num_trainable_weights=0, tmp_dir=tmp_path,
     )
+
+
+def test_stateful_and_stateless_models_exchange_weights(tmp_path):
+    # The membrane is state, not a weight: weight files of either kind load into the other,
+    # and a loaded stateful model starts at rest.
+    def build(stateful):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3, 4), batch_size=2)
+        x = keras.layers.Dense(4, name="dense")(inputs)
+        return keras.Model(inputs, LIF(stateful=stateful, name="lif")(x))
+
+    x = np.random.default_rng(5).normal(0.8, 1.0, (2, 3, 4)).astype("float32")
+    stateless, stateful = build(False), build(True)
+    stateless.get_layer("dense").set_weights([np.eye(4, dtype="float32") * 2, np.zeros(4, "float32")])
+    stateless.save_weights(tmp_path / "stateless.weights.h5")
+    stateful.load_weights(tmp_path / "stateless.weights.h5")
+    np.testing.assert_array_equal(stateful.predict(x, verbose=0), stateless.predict(x, verbose=0))
+    assert np.any(stateful.get_layer("lif").membrane.numpy() != 0)
+    stateful.save_weights(tmp_path / "stateful.weights.h5")
+    other = build(False)
+    other.load_weights(tmp_path / "stateful.weights.h5")
+    np.testing.assert_array_equal(other.get_layer("dense").get_weights()[0], np.eye(4) * 2)
+    stateful.save(tmp_path / "stateful.keras")
+    loaded = keras.saving.load_model(tmp_path / "stateful.keras")
+    np.testing.assert_array_equal(loaded.get_layer("lif").membrane.numpy(), 0)

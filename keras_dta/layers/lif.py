@@ -101,6 +101,15 @@ class LIF(keras.layers.Layer):
         if self.membrane is not None:
             self.membrane.assign(ops.zeros(self.membrane.shape, self.membrane.dtype))
 
+    # The membrane of a stateful layer is state, not a weight (as a stateful Keras RNN's
+    # states): saved models and weight files leave it out and loading leaves it alone, so
+    # stateful and stateless models exchange weights, and a loaded model starts at rest.
+    def save_own_variables(self, store):
+        pass
+
+    def load_own_variables(self, store):
+        pass
+
     def _step(self, u, x):
         u = self.tau * u + x  # eq. 1
         s = surrogates.spike(u - self.v_threshold, self.alpha, self._gains)  # eq. 2, 4
