@@ -214,3 +214,15 @@ def test_time_layer_config_round_trip(layer):
     config = keras.layers.serialize(layer)
     clone = keras.layers.deserialize(copy.deepcopy(config))  # Wrapper.from_config pops keys
     assert type(clone) is type(layer) and keras.layers.serialize(clone) == config
+
+
+def test_a_saved_model_carries_its_construction_arguments(tmp_path):
+    model = tiny(attn="txa", T=3, num_classes=4)
+    assert isinstance(model, models.MSResNet)
+    assert (model.T, model.attn, model.num_classes) == (3, "txa", 4)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, models.MSResNet)
+    assert loaded.get_config() == model.get_config()
+    x = np.random.default_rng(0).uniform(size=(2, *model.input_shape[1:])).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -129,8 +129,10 @@ def _from_dataset(model, dataset, data_dir, int8, num_calibration, num_eval):
     """Calibration on the dataset's train split (int8), comparison on its evaluation split."""
     from keras_dta.data import datasets
 
+    # An MSResNet carries its T; a plain functional model of event frames shows it as its
+    # input's first axis.
     shape = tuple(model.inputs[0].shape[1:])
-    T = shape[0] if len(shape) == 4 else None
+    T = getattr(model, "T", None) or (shape[0] if len(shape) == 4 else None)
     calibration = None
     if int8:
         calibration, _ = load_dataset_arrays(dataset, "train", data_dir, num_calibration, T)

@@ -5,7 +5,7 @@
 """
 
 from keras_dta.models import ms_resnet
-from keras_dta.models.ms_resnet import ATTENTION_KINDS, apply_ms_block, ms_resnet18, ms_resnet34
+from keras_dta.models.ms_resnet import ATTENTION_KINDS, MSResNet, apply_ms_block, ms_resnet18, ms_resnet34
 from keras_dta.models.ms_resnet import ms_resnet as build_ms_resnet
 
 #: The model functions a configuration or the converter may name.
@@ -14,6 +14,7 @@ MODEL_NAMES = ("ms_resnet18", "ms_resnet34")
 __all__ = [
     "ATTENTION_KINDS",
     "MODEL_NAMES",
+    "MSResNet",
     "apply_ms_block",
     "build_ms_resnet",
     "ms_resnet",

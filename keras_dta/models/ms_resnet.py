@@ -108,8 +108,39 @@ def ms_resnet(
         name: str, the model's name.
 
     Returns:
-        A functional `keras.Model` that outputs logits.
+        An `MSResNet`: a functional `keras.Model` that outputs logits and carries its
+        construction arguments (`T`, `attn`, ...), also through `.keras` files.
     """
+    return MSResNet(
+        stage_filters,
+        stage_blocks,
+        stage_strides,
+        stem=stem,
+        attn=attn,
+        T=T,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        return_sequences=return_sequences,
+        stem_filters=stem_filters,
+        lif_kwargs=lif_kwargs,
+        name=name,
+    )
+
+
+def _build_graph(
+    stage_filters,
+    stage_blocks,
+    stage_strides,
+    stem,
+    attn,
+    T,
+    num_classes,
+    input_shape,
+    return_sequences,
+    stem_filters,
+    lif_kwargs,
+):
+    """Validates the arguments and builds the functional graph: `(inputs, outputs)`."""
     if attn not in ATTENTION_KINDS:
         raise ValueError(f"`attn` must be one of {ATTENTION_KINDS}. Received: attn={attn!r}")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -175,7 +206,75 @@ def ms_resnet(
     outputs = layers.Dense(num_classes, dtype="float32", name="head_dense")(x)
     if not return_sequences:
         outputs = MeanOverTime(dtype="float32", name="time_mean")(outputs)
-    return keras.Model(inputs, outputs, name=name)
+    return inputs, outputs
+
+
+
+
+@keras.saving.register_keras_serializable(package="keras_dta")
+class MSResNet(keras.Model):
+    """An MS-ResNet as a functional model that knows how it was built.
+
+    Built by `ms_resnet18`, `ms_resnet34` and `build_ms_resnet` (see the latter for the
+    arguments). The construction arguments are attributes (`model.T`, `model.attn`,
+    `model.num_classes`, ...) and are what `get_config` saves: a `.keras` file rebuilds the
+    same graph and carries them, so export and statistics read `T` from the model instead
+    of guessing it from input shapes (as keras-hub's backbones do).
+    """
+
+    def __init__(
+        self,
+        stage_filters,
+        stage_blocks,
+        stage_strides,
+        *,
+        stem,
+        attn="dta",
+        T=6,
+        num_classes=10,
+        input_shape=(32, 32, 3),
+        return_sequences=False,
+        stem_filters=64,
+        lif_kwargs=None,
+        name="ms_resnet",
+        **kwargs,
+    ):
+        inputs, outputs = _build_graph(
+            stage_filters, stage_blocks, stage_strides, stem, attn, T, num_classes, input_shape,
+            return_sequences, stem_filters, lif_kwargs,
+        )
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.stage_filters = [int(v) for v in stage_filters]
+        self.stage_blocks = [int(v) for v in stage_blocks]
+        self.stage_strides = [int(v) for v in stage_strides]
+        self.stem = stem
+        self.attn = attn
+        self.T = T
+        self.num_classes = num_classes
+        self.image_shape = tuple(input_shape)
+        self.return_sequences = bool(return_sequences)
+        self.stem_filters = stem_filters
+        self.lif_kwargs = dict(lif_kwargs or {})
+
+    def get_config(self):
+        return {
+            "stage_filters": self.stage_filters,
+            "stage_blocks": self.stage_blocks,
+            "stage_strides": self.stage_strides,
+            "stem": self.stem,
+            "attn": self.attn,
+            "T": self.T,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.image_shape),
+            "return_sequences": self.return_sequences,
+            "stem_filters": self.stem_filters,
+            "lif_kwargs": self.lif_kwargs,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 def ms_resnet18(
