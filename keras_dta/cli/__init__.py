@@ -1,2 +1,17 @@
 """Command-line programs (absl flags): `keras-dta-fit` (`keras_dta.cli.fit`) and
 `keras-dta-convert` (`keras_dta.cli.convert`)."""
+
+import sys
+
+from absl import app, flags
+
+
+def run_main(main, module_name):
+    """`absl.app.run(main)`, with `--help` listing the flags of `module_name`.
+
+    absl's `--help` lists the flags of the program's main module (`sys.argv[0]`); here the
+    flags live in a `keras_dta.cli` module that a shim or a console script runs.
+    """
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main)

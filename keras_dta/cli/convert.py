@@ -10,7 +10,7 @@ import logging
 
 from absl import app, flags
 
-from keras_dta import files
+from keras_dta import cli, files
 from keras_dta.models import ATTENTION_KINDS, MODEL_NAMES
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def main(argv):
 
 def run():
     """The `keras-dta-convert` entry point."""
-    app.run(main)
+    cli.run_main(main, __name__)
 
 
 if __name__ == "__main__":
