@@ -31,10 +31,10 @@ _NATIVE_NOISE = re.compile(
 
 
 @contextlib.contextmanager
-def _quiet_native_start_up():
+def _quiet_native_start_up(enabled):
     """Holds back what is written to stderr while TensorFlow loads; replays all but the
     native INFO/WARNING lines. A user who sets TF_CPP_MIN_LOG_LEVEL sees everything."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if not enabled or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         yield
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -53,12 +53,10 @@ def _quiet_native_start_up():
             os.write(2, b"".join(kept))
 
 
-if __name__ == "__main__":
-    with _quiet_native_start_up():
-        # Not the runtime: MultiWorkerMirroredStrategy must be created before it starts.
-        import tensorflow  # noqa: F401
-
-from keras_dta.cli.fit import FLAGS, config_from_flags, main, run  # noqa: E402,F401
+# Imported, not run, by tests; run as a program, quietly. Importing keras_dta loads
+# TensorFlow but does not start its runtime (MultiWorkerMirroredStrategy must come first).
+with _quiet_native_start_up(enabled=__name__ == "__main__"):
+    from keras_dta.cli.fit import FLAGS, config_from_flags, main, run  # noqa: F401
 
 if __name__ == "__main__":
     run()

@@ -66,7 +66,8 @@ def main(argv):
         model = build(**kwargs)
         convert.load_reference_weights(model, state_dict)
     except (ImportError, FileNotFoundError, ValueError) as error:
-        raise app.UsageError(f"error: {error}") from None
+        logger.error("Error: %s", error)
+        return 1
     files.save_model(model, FLAGS.output)
     logger.info("Wrote %s", FLAGS.output)
     return 0
