@@ -118,3 +118,22 @@ def test_cli_errors(tmp_path):
     result = run(str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.h5"))
     assert result.returncode != 0 and "--output must end with .keras" in result.stderr
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_cli_main_in_process(tmp_path, monkeypatch):
+    """The converter's flags and main without torch: the checkpoint reader is replaced."""
+    from absl import flags
+
+    from keras_dta.cli import convert as cli
+
+    shapes = reference_keys()["DTA_SNN_18_T10_C10_dvs"]["state_dict"]
+    state = random_state_dict(shapes, seed=3)
+    monkeypatch.setattr(convert, "read_checkpoint", lambda path: state)
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values)
+    out = tmp_path / "model.keras"
+    argv = flag_values(["convert", "ckpt.pth.tar", "--T", "10", "--num_classes", "10",
+                        "--input_shape", "10,48,48,2", f"--output={out}"])
+    assert cli.main(argv, flag_values) == 0
+    model = keras.saving.load_model(out, safe_mode=True)
+    np.testing.assert_array_equal(model.get_layer("head_dense").bias.numpy(), state["fc.layer.module.bias"])

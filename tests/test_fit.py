@@ -160,3 +160,15 @@ def test_multi_worker_on_two_local_processes(tmp_path):
     assert results["num_replicas"] == 2 and results["optimizer_iterations"] == 2
     assert (run_dir / "best.keras").exists() and (run_dir / "spike_stats.json").exists()
     assert not (run_dir / "workers").exists()  # the other worker cleaned up after itself
+
+
+def test_help_lists_the_flags_and_start_up_is_quiet(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    fit_py = os.path.join(REPO, "trainers", "fit.py")
+    proc = subprocess.run([sys.executable, fit_py, "--help"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert "--model_dir" in proc.stdout and "--backup_freq" in proc.stdout  # absl exits 1 on --help
+    proc = subprocess.run([sys.executable, fit_py, f"--model_dir={tmp_path / 'run'}", "--epochs=0"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "epochs=0" in proc.stderr
+    assert "oneDNN" not in proc.stderr and "absl::InitializeLog" not in proc.stderr

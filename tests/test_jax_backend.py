@@ -22,31 +22,32 @@ def run_jax(*args):
     return result.stdout
 
 
+def assert_pass_on_jax(*test_ids):
+    out = run_jax("-m", "pytest", "-q", "-p", "no:cacheprovider", *test_ids)
+    # Every test ran and passed: a test that skipped in the subprocess (fixtures not found
+    # there) must not count as a pass.
+    assert " passed" in out and " failed" not in out, out[-2000:]
+    assert "skipped" not in out, out[-2000:]
+
+
 def test_fixture_tests_pass_on_jax():
-    from conftest import FIXTURES
+    from helpers import FIXTURES
 
     if not FIXTURES.exists():
         pytest.skip(f"reference fixtures {FIXTURES} are absent (they live in ../shared/fixtures)")
-    out = run_jax("-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  "tests/test_dta.py::test_dta_matches_reference_fixture",
-                  "tests/test_lif.py::test_lif_matches_reference_fixture",
-                  "tests/test_lif.py::test_stateful_chunks_equal_whole_sequence_and_reset",
-                  "tests/test_surrogates.py")
-    # Every test ran and passed: a fixture test that skipped in the subprocess (fixtures not
-    # found there) must not count as a pass.
-    assert " passed" in out and " failed" not in out, out[-2000:]
-    assert "skipped" not in out, out[-2000:]
+    assert_pass_on_jax("tests/test_dta.py::test_dta_matches_reference_fixture",
+                       "tests/test_lif.py::test_lif_matches_reference_fixture",
+                       "tests/test_lif.py::test_stateful_chunks_equal_whole_sequence_and_reset",
+                       "tests/test_surrogates.py")
 
 
 def test_layer_harness_and_step_checkpoint_on_jax():
     """The shared layer harness (TimeFold passing `training` included) and the trainer's
     backend-neutral step checkpoint run on JAX too."""
-    out = run_jax("-m", "pytest", "-q", "-p", "no:cacheprovider",
-                  "tests/test_lif.py::test_lif_layer_harness",
-                  "tests/test_dta.py::test_dta_layer_harness",
-                  "tests/test_time.py",
-                  "tests/test_checkpoint.py::test_unreadable_backups_start_over_with_a_warning")
-    assert " passed" in out and " failed" not in out
+    assert_pass_on_jax("tests/test_lif.py::test_lif_layer_harness",
+                       "tests/test_dta.py::test_dta_layer_harness",
+                       "tests/test_time.py",
+                       "tests/test_checkpoint.py::test_unreadable_backups_start_over_with_a_warning")
 
 
 def test_training_step_matches_tensorflow(tmp_path):

@@ -257,6 +257,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, digits_run):
     assert resumed["optimizer_iterations"] == config.epochs * config.steps_per_epoch
     with open(os.path.join(config.model_dir, "history.csv")) as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+    # Weights are not compared with the uninterrupted run's: the digits pipeline's random
+    # crop is not reproducible under a seed (issue 10, item 5), and a resumed run restarts
+    # tf.data from its first batch, so the two runs see different batches.
     # The schedule ran to its end: the last learning rate is 0.
     model = keras.saving.load_model(os.path.join(config.model_dir, "last.keras"))
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-8)

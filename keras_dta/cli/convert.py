@@ -10,26 +10,36 @@ import logging
 
 from absl import app, flags
 
-from keras_dta import files
+from keras_dta import cli, files
 from keras_dta.models import ATTENTION_KINDS, MODEL_NAMES
 
 logger = logging.getLogger(__name__)
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("arch", "ms_resnet18", list(MODEL_NAMES), "The model function.")
-flags.DEFINE_enum("attn", "dta", list(ATTENTION_KINDS), "Attention after the stem.")
-flags.DEFINE_integer("T", 6, "Time steps.")
-flags.DEFINE_integer(
-    "num_classes", None, "Classes (default: 10 for ms_resnet18, 1000 for ms_resnet34)."
-)
-flags.DEFINE_list(
-    "input_shape",
-    None,
-    "H,W,C for images or T,H,W,C for event frames (default 32,32,3 / 224,224,3).",
-)
-flags.DEFINE_string("output", None, "The .keras file to write.")
-flags.mark_flag_as_required("output")
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the converter's flags in `flag_values`.
+
+    Called by `run`, not at import: the converter's `--T` and `--attn` would otherwise clash
+    with the trainer's in a process that imports both CLI modules.
+    """
+    flags.DEFINE_enum("arch", "ms_resnet18", list(MODEL_NAMES), "The model function.",
+                      flag_values=flag_values)
+    flags.DEFINE_enum("attn", "dta", list(ATTENTION_KINDS), "Attention after the stem.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("T", 6, "Time steps.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "num_classes", None, "Classes (default: 10 for ms_resnet18, 1000 for ms_resnet34).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "input_shape",
+        None,
+        "H,W,C for images or T,H,W,C for event frames (default 32,32,3 / 224,224,3).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string("output", None, "The .keras file to write.", flag_values=flag_values)
+    flags.mark_flag_as_required("output", flag_values=flag_values)
 
 
 def _input_shape(values):
@@ -42,7 +52,9 @@ def _input_shape(values):
         ) from None
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Converts the checkpoint named in `argv` as the (parsed) `flag_values` say."""
+    FLAGS = flag_values  # noqa: N806 - absl's usual name
     if len(argv) != 2:
         raise app.UsageError(
             f"Expected one positional argument, the checkpoint (.pth or .pth.tar). "
@@ -66,7 +78,8 @@ def main(argv):
         model = build(**kwargs)
         convert.load_reference_weights(model, state_dict)
     except (ImportError, FileNotFoundError, ValueError) as error:
-        raise app.UsageError(f"error: {error}") from None
+        logger.error("Error: %s", error)
+        return 1
     files.save_model(model, FLAGS.output)
     logger.info("Wrote %s", FLAGS.output)
     return 0
@@ -74,7 +87,8 @@ def main(argv):
 
 def run():
     """The `keras-dta-convert` entry point."""
-    app.run(main)
+    define_flags()
+    cli.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ directory is replaced only once the new export has been written completely.
 
 from absl import app, flags, logging
 
-from keras_dta import export, files
+from keras_dta import cli, export, files
 
 FLAGS = flags.FLAGS
 FORMATS = ("tflite", "saved_model")
@@ -136,7 +136,7 @@ def run(default_format=None):
     if default_format is not None:
         FLAGS.set_default("format", default_format)
     flags.mark_flags_as_required(["model", "output"])
-    app.run(main)
+    cli.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from keras_dta import training
+from keras_dta import cli, training
 from keras_dta.data import datasets
 
 FLAGS = flags.FLAGS
@@ -151,7 +151,7 @@ def main(argv):
 
 def run():
     """The `keras-dta-fit` entry point."""
-    app.run(main)
+    cli.run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_dta._checks import check_int
+
 #: The DVS128 sensor is 128 x 128 pixels.
 SENSOR_SIZE = 128
 #: First header line of an AER-DAT2.0 file.
@@ -191,10 +193,7 @@ def integrate_frames(events, num_frames, *, name="<events>"):
     Raises:
         ValueError: if there are fewer events than frames (including none).
     """
-    if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
-        raise ValueError(
-            f"`num_frames` must be an int >= 1. Received: num_frames={num_frames!r}"
-        )
+    check_int("num_frames", num_frames)
     n = len(events.t)
     if n < num_frames:
         raise ValueError(
