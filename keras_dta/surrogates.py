@@ -6,16 +6,40 @@ in keras_dta with backend-specific code: a custom gradient is a backend feature
 (`tf.custom_gradient` on TensorFlow, `jax.custom_vjp` on JAX).
 """
 
+import contextlib
 import functools
 import math
+import threading
 
 import keras
 from keras import ops
 
 # Largest gain of one stage, 2^9: an int8 MUL in XNNPACK needs
 # `input_scale * gain_scale / output_scale` below 256, so one huge gain would leave the
-# spike outside the delegate in int8 models; a chain of small ones stays in.
+# spike outside the delegate in int8 models; a chain of small ones stays in. Small stages
+# also keep float16 finite (2^27 would overflow it, and 0 * inf is NaN).
 _STAGE_BITS = 9
+# Float32-only graphs may use one stage (a float32 gain up to 2^100 is finite): two ops a
+# spike instead of four (see `float32_spike_stages`).
+_FLOAT32_STAGE_BITS = 100
+_stage_bits = threading.local()
+
+
+@contextlib.contextmanager
+def float32_spike_stages():
+    """Within this block, spikes are built for float32 graphs: one RELU6 stage, not three.
+
+    The values are the same; a float32 TFLite model (or a dynamic-range one, whose
+    activations are float32) then runs two elementwise ops per spike instead of four. The
+    export uses it for every mode but full-integer int8, whose MULs must stay within
+    XNNPACK's int8 scale limits, and whose graph must not run under a float16 policy.
+    """
+    previous = getattr(_stage_bits, "value", None)
+    _stage_bits.value = _FLOAT32_STAGE_BITS
+    try:
+        yield
+    finally:
+        _stage_bits.value = previous
 
 
 def triangle_surrogate(v, alpha=1.0):
@@ -54,15 +78,17 @@ def exact_gains(v_threshold):
         v_threshold: float, the firing threshold.
 
     Returns:
-        A tuple of power-of-two gains (each at most 2^9), or None where no chain is exact
-        (`V_th = 0`, or a non-finite threshold): use `greater` there.
+        A tuple of power-of-two gains (each at most 2^9, or 2^100 inside
+        `float32_spike_stages`), or None where no chain is exact (`V_th = 0`, or a
+        non-finite threshold): use `greater` there.
     """
     if not math.isfinite(v_threshold) or v_threshold == 0:
         return None
     exponent = math.frexp(abs(v_threshold))[1] - 1  # |V_th| in [2^e, 2^(e+1))
     bits = max(27 - exponent, 0)
-    full, rest = divmod(bits, _STAGE_BITS)
-    return tuple(2.0**b for b in [_STAGE_BITS] * full + ([rest] if rest or not full else []))
+    stage = getattr(_stage_bits, "value", None) or _STAGE_BITS
+    full, rest = divmod(bits, stage)
+    return tuple(2.0**b for b in [stage] * full + ([rest] if rest or not full else []))
 
 
 def heaviside(v, gains=None):

@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 from keras import ops
@@ -51,10 +53,16 @@ def _around(value, count=6):
     return values
 
 
+@pytest.mark.parametrize("float32_stages", [False, True])
 @pytest.mark.parametrize("v_threshold", [1.0, 0.5, 0.3, 2.0, 3.7, 1e6, 1e9, 1e-20, -1.0, -0.7])
-def test_gain_step_equals_greater_exactly(v_threshold):
-    gain = surrogates.exact_gains(v_threshold)
-    assert gain and all(g <= 2**9 and np.log2(g) == int(np.log2(g)) for g in gain)
+def test_gain_step_equals_greater_exactly(v_threshold, float32_stages):
+    stages = surrogates.float32_spike_stages() if float32_stages else contextlib.nullcontext()
+    with stages:
+        gain = surrogates.exact_gains(v_threshold)
+    limit = 2**100 if float32_stages else 2**9
+    assert gain and all(g <= limit and np.log2(g) == int(np.log2(g)) for g in gain)
+    if float32_stages and abs(v_threshold) > 1e-20:
+        assert len(gain) == 1  # one MUL + RELU6 stage
     th = np.float32(v_threshold)
     u = np.array(
         _around(th) + _around(2 * th) + _around(th / 2) + _around(0.0)

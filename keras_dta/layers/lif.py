@@ -74,7 +74,6 @@ class LIF(keras.layers.Layer):
         self.alpha = _check_real("alpha", alpha, lambda v: v > 0, "a finite positive number")
         self.stateful = bool(stateful)
         self.membrane = None
-        self._gains = surrogates.exact_gains(self.v_threshold)
 
     def build(self, input_shape):
         if len(input_shape) < 3:
@@ -112,7 +111,9 @@ class LIF(keras.layers.Layer):
 
     def _step(self, u, x):
         u = self.tau * u + x  # eq. 1
-        s = surrogates.spike(u - self.v_threshold, self.alpha, self._gains)  # eq. 2, 4
+        # The gains are read when the graph is traced (see surrogates.float32_spike_stages).
+        gains = surrogates.exact_gains(self.v_threshold)
+        s = surrogates.spike(u - self.v_threshold, self.alpha, gains)  # eq. 2, 4
         return (1.0 - s) * u, s  # eq. 3, hard reset
 
     def call(self, inputs, training=None):
