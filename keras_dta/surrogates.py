@@ -14,32 +14,29 @@ import threading
 import keras
 from keras import ops
 
-# Largest gain of one stage, 2^9: an int8 MUL in XNNPACK needs
-# `input_scale * gain_scale / output_scale` below 256, so one huge gain would leave the
-# spike outside the delegate in int8 models; a chain of small ones stays in. Small stages
-# also keep float16 finite (2^27 would overflow it, and 0 * inf is NaN).
-_STAGE_BITS = 9
-# Float32-only graphs may use one stage (a float32 gain up to 2^100 is finite): two ops a
-# spike instead of four (see `float32_spike_stages`).
+# Largest gain of one stage in int8 graphs and in half precision: 2^9. An int8 MUL in
+# XNNPACK needs `input_scale * gain_scale / output_scale` below 256, so one huge gain would
+# leave the spike outside the delegate in int8 models, and in float16 a gain of 2^27 would
+# overflow (0 * inf is NaN). A chain of small stages avoids both.
+_SMALL_STAGE_BITS = 9
+# Float32 takes one stage (a float32 gain up to 2^100 is finite): two ops a spike.
 _FLOAT32_STAGE_BITS = 100
-_stage_bits = threading.local()
+_int8_graph = threading.local()
 
 
 @contextlib.contextmanager
-def float32_spike_stages():
-    """Within this block, spikes are built for float32 graphs: one RELU6 stage, not three.
+def int8_spike_stages():
+    """Within this block, float32 spikes are built as for int8 graphs: stages of 2^9 at most.
 
-    The values are the same; a float32 TFLite model (or a dynamic-range one, whose
-    activations are float32) then runs two elementwise ops per spike instead of four. The
-    export uses it for every mode but full-integer int8, whose MULs must stay within
-    XNNPACK's int8 scale limits, and whose graph must not run under a float16 policy.
+    The values are the same; the export traces full-integer models in this block, so that
+    every MUL of the spike stays within XNNPACK's int8 scale limits.
     """
-    previous = getattr(_stage_bits, "value", None)
-    _stage_bits.value = _FLOAT32_STAGE_BITS
+    previous = getattr(_int8_graph, "value", False)
+    _int8_graph.value = True
     try:
         yield
     finally:
-        _stage_bits.value = previous
+        _int8_graph.value = previous
 
 
 def triangle_surrogate(v, alpha=1.0):
@@ -58,7 +55,7 @@ def triangle_surrogate(v, alpha=1.0):
     return alpha * ops.relu(1.0 - alpha * ops.abs(v))
 
 
-def exact_gains(v_threshold):
+def exact_gains(v_threshold, dtype="float32"):
     """Gains for which a chain of RELU6 stages is exactly the strict step, for every float.
 
     XNNPACK, the CPU delegate of TFLite, has no kernel for `GREATER` or its bool `CAST`, so a
@@ -76,17 +73,19 @@ def exact_gains(v_threshold):
 
     Args:
         v_threshold: float, the firing threshold.
+        dtype: the dtype the spike is computed in: float32 takes one stage (two ops), other
+            dtypes, and float32 inside `int8_spike_stages`, stages of at most 2^9.
 
     Returns:
-        A tuple of power-of-two gains (each at most 2^9, or 2^100 inside
-        `float32_spike_stages`), or None where no chain is exact (`V_th = 0`, or a
+        A tuple of power-of-two gains, or None where no chain is exact (`V_th = 0`, or a
         non-finite threshold): use `greater` there.
     """
     if not math.isfinite(v_threshold) or v_threshold == 0:
         return None
     exponent = math.frexp(abs(v_threshold))[1] - 1  # |V_th| in [2^e, 2^(e+1))
     bits = max(27 - exponent, 0)
-    stage = getattr(_stage_bits, "value", None) or _STAGE_BITS
+    float32 = keras.backend.standardize_dtype(dtype) == "float32"
+    stage = _FLOAT32_STAGE_BITS if float32 and not getattr(_int8_graph, "value", False) else _SMALL_STAGE_BITS
     full, rest = divmod(bits, stage)
     return tuple(2.0**b for b in [stage] * full + ([rest] if rest or not full else []))
 

@@ -53,16 +53,16 @@ def _around(value, count=6):
     return values
 
 
-@pytest.mark.parametrize("float32_stages", [False, True])
+@pytest.mark.parametrize("int8_stages", [False, True])
 @pytest.mark.parametrize("v_threshold", [1.0, 0.5, 0.3, 2.0, 3.7, 1e6, 1e9, 1e-20, -1.0, -0.7])
-def test_gain_step_equals_greater_exactly(v_threshold, float32_stages):
-    stages = surrogates.float32_spike_stages() if float32_stages else contextlib.nullcontext()
+def test_gain_step_equals_greater_exactly(v_threshold, int8_stages):
+    stages = surrogates.int8_spike_stages() if int8_stages else contextlib.nullcontext()
     with stages:
         gain = surrogates.exact_gains(v_threshold)
-    limit = 2**100 if float32_stages else 2**9
+    limit = 2**9 if int8_stages else 2**100
     assert gain and all(g <= limit and np.log2(g) == int(np.log2(g)) for g in gain)
-    if float32_stages and abs(v_threshold) > 1e-20:
-        assert len(gain) == 1  # one MUL + RELU6 stage
+    if abs(v_threshold) == 1.0:
+        assert len(gain) == (3 if int8_stages else 1)  # 2^27 in 2^9 stages, or at once
     th = np.float32(v_threshold)
     u = np.array(
         _around(th) + _around(2 * th) + _around(th / 2) + _around(0.0)
@@ -103,6 +103,6 @@ def test_gain_step_is_exact_in_half_precision(dtype):
     u = np.array(_around(th, 4) + [0.0, -3.0, 7.0, 6e4], "float32")
     v = ops.cast(ops.convert_to_tensor(u), dtype) - ops.cast(1.0, dtype)
     expected = ops.convert_to_numpy(ops.cast(ops.greater(v, 0), "float32"))
-    actual = ops.convert_to_numpy(ops.cast(surrogates.heaviside(v, surrogates.exact_gains(1.0)), "float32"))
+    actual = ops.convert_to_numpy(ops.cast(surrogates.heaviside(v, surrogates.exact_gains(1.0, dtype)), "float32"))
     np.testing.assert_array_equal(actual, expected)
     assert expected.max() == 1

@@ -89,9 +89,8 @@ def convert_to_tflite(
         # Through a SavedModel: the converter then freezes the variables into constants
         # (a concrete function of the live model would keep resource variables).
         saved = os.path.join(tmp, "saved_model")
-        # Float graphs (all but full integer) take one RELU6 stage per spike: the same
-        # values in two ops instead of four.
-        stages = contextlib.nullcontext() if quantize == "int8" else surrogates.float32_spike_stages()
+        # Full-integer graphs take spikes of small gain stages (XNNPACK's int8 limits).
+        stages = surrogates.int8_spike_stages() if quantize == "int8" else contextlib.nullcontext()
         with stages:
             write_saved_model(model, saved, batch_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SERVING_ENDPOINT])

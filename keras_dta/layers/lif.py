@@ -111,8 +111,8 @@ class LIF(keras.layers.Layer):
 
     def _step(self, u, x):
         u = self.tau * u + x  # eq. 1
-        # The gains are read when the graph is traced (see surrogates.float32_spike_stages).
-        gains = surrogates.exact_gains(self.v_threshold)
+        # Read when the graph is traced: they depend on the dtype and on an int8 export.
+        gains = surrogates.exact_gains(self.v_threshold, x.dtype)
         s = surrogates.spike(u - self.v_threshold, self.alpha, gains)  # eq. 2, 4
         return (1.0 - s) * u, s  # eq. 3, hard reset
 
