@@ -57,6 +57,22 @@ def test_bool_flags_parse_false_as_false(parse, args, expected):
     assert fit.config_from_flags().jit_compile is expected
 
 
+def test_preset_and_dataset_option_flags(parse, tmp_path):
+    parse("--dataset=image_folder", f"--data_dir={tmp_path}", "--preset=cpu_small", "--image_size=24",
+          "--test_fraction=0.2", "--skip_bad")
+    config = fit.config_from_flags()
+    assert config.preset == "cpu_small" and config.T == 2 and config.model_kwargs["stage_filters"] == [32, 64, 128]
+    assert config.dataset_kwargs == {"image_size": 24, "test_fraction": 0.2, "skip_bad": True}
+    parse("--dataset=cifar10_dvs", "--split_order=numeric")
+    assert fit.config_from_flags().dataset_kwargs == {"order": "numeric"}
+    parse("--dataset=cifar10", "--test_fraction=0.2")
+    with pytest.raises(ValueError, match="does not take these options"):
+        fit.config_from_flags()
+    parse("--preset=huge")
+    with pytest.raises(ValueError, match="preset='huge'"):
+        fit.config_from_flags()
+
+
 def test_flags_override_the_preset(parse):
     parse(
         "--dataset=cifar100", "--T=4", "--attn=txa", "--epochs=3", "--batch_size=128",

@@ -91,6 +91,24 @@ def _backup_freq(value):
         ) from None
 
 
+flags.DEFINE_string(
+    "preset", None, "Training recipe (default: the dataset's own). `cpu_small`: a small model "
+    "for one CPU, for any dataset."
+)
+# Dataset options: passed to the dataset's constructor only when set.
+flags.DEFINE_integer("image_size", None, "image_folder, digits: side of the model input (default: the dataset's).")
+flags.DEFINE_float(
+    "test_fraction", None, "image_folder without a test/ folder: share of each class held out."
+)
+flags.DEFINE_bool("skip_bad", None, "image_folder: skip images that do not decode (counted in a warning).")
+flags.DEFINE_enum(
+    "split_order", None, ["name", "numeric"], "cifar10_dvs: order of the recordings before the "
+    "9:1 split (default 'name': the published split)."
+)
+_DATASET_OPTIONS = {"image_size": "image_size", "test_fraction": "test_fraction", "skip_bad": "skip_bad",
+                    "split_order": "order"}
+
+
 def config_from_flags():
     """The `TrainConfig` the flags describe (validated).
 
@@ -102,6 +120,9 @@ def config_from_flags():
         if name in FLAGS and name != "dataset"
     }
     overrides["backup_freq"] = _backup_freq(FLAGS.backup_freq)
+    overrides["dataset_kwargs"] = {
+        option: FLAGS[flag].value for flag, option in _DATASET_OPTIONS.items() if FLAGS[flag].value is not None
+    }
     return training.make_config(FLAGS.dataset, **overrides).validate()
 
 

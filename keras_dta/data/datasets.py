@@ -385,6 +385,8 @@ class Cifar10DVS:
     default_T = 10
 
     def __init__(self, order="name"):
+        if order not in ("name", "numeric"):
+            raise ValueError(f"`order` must be 'name' or 'numeric'. Received: order={order!r}")
         self.order = order
 
     @staticmethod

@@ -156,6 +156,7 @@ class TrainConfig:
         for name in ("model_kwargs", "dataset_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"`{name}` must be a dict. Received: {name}={getattr(self, name)!r}")
+        datasets.get_dataset(self.dataset, **self.dataset_kwargs)  # its options, checked early
         if self.preset not in presets.available_presets():
             raise ValueError(
                 f"Unknown preset. Expected one of {presets.available_presets()}. "
