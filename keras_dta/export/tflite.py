@@ -1,9 +1,10 @@
 """TFLite (LiteRT) conversion of DTA-SNNs, and the checked export pipeline.
 
 A DTA-SNN converts to plain TFLite builtin ops because nothing in it is specific to
-TensorFlow's runtime: the spike is `cast(greater(u - V_th, 0))` (the surrogate gradient only
-exists for training and is dropped), and the LIF loop over the time steps is unrolled in
-Python for a static T, so the graph holds no `While` and no state. `convert_to_tflite`
+TensorFlow's runtime: the spike is a `MUL` with a fused `RELU6` and a `MUL` by 1/6
+(`keras_dta.surrogates.exact_gains`; the surrogate gradient only exists for training and is
+dropped), and the LIF loop over the time steps is unrolled in Python for a static T, so the
+graph holds no `While` and no state. Every op of it runs in XNNPACK. `convert_to_tflite`
 converts with `TFLITE_BUILTINS` only (plus `TFLITE_BUILTINS_INT8` for full-integer models)
 and `flatbuffer.check_builtin_ops` rejects any Flex (SELECT_TF_OPS) or custom op that slips in.
 
@@ -11,14 +12,6 @@ and `flatbuffer.check_builtin_ops` rejects any Flex (SELECT_TF_OPS) or custom op
 TFLite model with the Keras model on held-out inputs (max absolute logit difference, top-1
 agreement, accuracy of both), fail below the thresholds, write the file atomically, and time
 the model with the LiteRT interpreter at batch 1.
-
-Example:
-
->>> model = keras.saving.load_model("runs/digits/best.keras")
->>> report = keras_dta.export.export_tflite(
-...     model, "digits_int8.tflite", quantize="int8",
-...     calibration_data=x_train[:100], eval_data=x_test, eval_labels=y_test)
->>> print(keras_dta.export.format_report([report]))
 """
 
 import contextlib

@@ -74,59 +74,6 @@ def _check_positive_ints(name, values):
     return values
 
 
-def ms_resnet(
-    stage_filters,
-    stage_blocks,
-    stage_strides,
-    *,
-    stem,
-    attn="dta",
-    T=6,
-    num_classes=10,
-    input_shape=(32, 32, 3),
-    return_sequences=False,
-    stem_filters=64,
-    lif_kwargs=None,
-    name="ms_resnet",
-):
-    """Builds an MS-ResNet with an optional attention block after the stem.
-
-    Args:
-        stage_filters: list of ints, the width of each stage.
-        stage_blocks: list of ints, the number of blocks of each stage.
-        stage_strides: list of ints, the stride of each stage's first block.
-        stem: `"cifar"` (conv3x3 + BN) or `"imagenet"` (conv7x7/2 + BN + max pool 3x3/2).
-        attn: one of `"dta"`, `"txa"`, `"tna"`, `"none"`.
-        T: positive int, the number of time steps.
-        num_classes: positive int.
-        input_shape: `(height, width, channels)` for static images, repeated T times, or
-            `(T, height, width, channels)` for event frames, used as they are.
-        return_sequences: bool; if True the output is the per-step logits
-            `(batch, T, num_classes)`, else their mean over time `(batch, num_classes)`.
-        stem_filters: int, the stem's width.
-        lif_kwargs: dict of `LIF` arguments shared by every neuron.
-        name: str, the model's name.
-
-    Returns:
-        An `MSResNet`: a functional `keras.Model` that outputs logits and carries its
-        construction arguments (`T`, `attn`, ...), also through `.keras` files.
-    """
-    return MSResNet(
-        stage_filters,
-        stage_blocks,
-        stage_strides,
-        stem=stem,
-        attn=attn,
-        T=T,
-        num_classes=num_classes,
-        input_shape=input_shape,
-        return_sequences=return_sequences,
-        stem_filters=stem_filters,
-        lif_kwargs=lif_kwargs,
-        name=name,
-    )
-
-
 def _build_graph(
     stage_filters,
     stage_blocks,
@@ -213,13 +160,38 @@ def _build_graph(
 
 @keras.saving.register_keras_serializable(package="keras_dta")
 class MSResNet(keras.Model):
-    """An MS-ResNet as a functional model that knows how it was built.
+    """An MS-ResNet: a functional model, with an optional attention block after the stem,
+    that knows how it was built.
 
-    Built by `ms_resnet18`, `ms_resnet34` and `build_ms_resnet` (see the latter for the
-    arguments). The construction arguments are attributes (`model.T`, `model.attn`,
-    `model.num_classes`, ...) and are what `get_config` saves: a `.keras` file rebuilds the
-    same graph and carries them, so export and statistics read `T` from the model instead
-    of guessing it from input shapes (as keras-hub's backbones do).
+    `ms_resnet18` and `ms_resnet34` build the paper's two; this class takes the sizes. The
+    construction arguments are attributes (`model.T`, `model.attn`, `model.num_classes`, ...)
+    and are what `get_config` saves: a `.keras` file rebuilds the same graph and carries them,
+    so export and statistics read `T` from the model instead of guessing it from input shapes
+    (as keras-hub's backbones do).
+
+    Args:
+        stage_filters: list of ints, the width of each stage.
+        stage_blocks: list of ints, the number of blocks of each stage.
+        stage_strides: list of ints, the stride of each stage's first block.
+        stem: `"cifar"` (conv3x3 + BN) or `"imagenet"` (conv7x7/2 + BN + max pool 3x3/2).
+        attn: one of `"dta"`, `"txa"`, `"tna"`, `"none"`.
+        T: positive int, the number of time steps.
+        num_classes: positive int.
+        input_shape: `(height, width, channels)` for static images, repeated T times, or
+            `(T, height, width, channels)` for event frames, used as they are.
+        return_sequences: bool; if True the output is the per-step logits
+            `(batch, T, num_classes)`, else their mean over time `(batch, num_classes)`.
+        stem_filters: int, the stem's width.
+        lif_kwargs: dict of `LIF` arguments shared by every neuron.
+        name: str, the model's name.
+
+    Call arguments:
+        inputs: images `(batch, height, width, channels)` or event frames
+            `(batch, T, height, width, channels)`.
+
+    Returns:
+        The logits, `(batch, num_classes)`, or `(batch, T, num_classes)` with
+        `return_sequences`.
     """
 
     def __init__(
@@ -324,7 +296,7 @@ def ms_resnet18(
         Kim, Kim and Yang, "DTA: Dual Temporal-channel-wise Attention for Spiking Neural
         Networks", WACV 2025.
     """
-    return ms_resnet(
+    return MSResNet(
         stage_filters,
         stage_blocks,
         stage_strides,
@@ -376,7 +348,7 @@ def ms_resnet34(
     Returns:
         A functional `keras.Model` that outputs logits.
     """
-    return ms_resnet(
+    return MSResNet(
         stage_filters,
         stage_blocks,
         stage_strides,
