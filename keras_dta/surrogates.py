@@ -14,29 +14,34 @@ import threading
 import keras
 from keras import ops
 
-# Largest gain of one stage in int8 graphs and in half precision: 2^9. An int8 MUL in
-# XNNPACK needs `input_scale * gain_scale / output_scale` below 256, so one huge gain would
-# leave the spike outside the delegate in int8 models, and in float16 a gain of 2^27 would
-# overflow (0 * inf is NaN). A chain of small stages avoids both.
-_SMALL_STAGE_BITS = 9
-# Float32 takes one stage (a float32 gain up to 2^100 is finite): two ops a spike.
-_FLOAT32_STAGE_BITS = 100
-_int8_graph = threading.local()
+# The gain exponents beyond e (|V_th| in [2^e, 2^(e+1))): the gains multiply to 2^(24 - e),
+# enough for float32's 24-bit significand (and bfloat16's 8); float16 (11 bits, largest
+# number 65504) takes 2^(12 - e), whose constants stay finite.
+_TOTAL_BITS = {"float16": 12}
+_DEFAULT_TOTAL_BITS = 24
+# The small-stage chain (int8 and half precision): clip(v g1, -1, 1), relu(. g2),
+# clip(. g3, -1, 1) with g2 = g3 = 2^7. In int8, XNNPACK's MUL needs
+# `input_scale * gain_scale / output_scale` below 256: with outputs in [-1, 1], [0, 2^7] and
+# [-1, 1] the last two stages give about 2^7 * 2^7 / 2^8 = 64, the first about
+# 2^(10 - e) * input_scale. In float16 nothing exceeds 2^7.
+_LATER_STAGE_BITS = 7
+_small_stages = threading.local()
 
 
 @contextlib.contextmanager
-def int8_spike_stages():
-    """Within this block, float32 spikes are built as for int8 graphs: stages of 2^9 at most.
+def small_spike_stages():
+    """Within this block, float32 spikes are built of small gain stages (see `exact_gains`).
 
-    The values are the same; the export traces full-integer models in this block, so that
-    every MUL of the spike stays within XNNPACK's int8 scale limits.
+    The values are the same. The export traces full-integer models in this block, so that
+    every MUL of the spike stays within XNNPACK's int8 scale limits, and float16 models, which
+    XNNPACK may run in half precision (where one gain of 2^24 would overflow).
     """
-    previous = getattr(_int8_graph, "value", False)
-    _int8_graph.value = True
+    previous = getattr(_small_stages, "value", False)
+    _small_stages.value = True
     try:
         yield
     finally:
-        _int8_graph.value = previous
+        _small_stages.value = previous
 
 
 def triangle_surrogate(v, alpha=1.0):
@@ -56,38 +61,42 @@ def triangle_surrogate(v, alpha=1.0):
 
 
 def exact_gains(v_threshold, dtype="float32"):
-    """Gains for which a chain of RELU6 stages is exactly the strict step, for every float.
+    """Power-of-two gains for which `heaviside(u - V_th, gains)` is the strict step exactly.
 
     XNNPACK, the CPU delegate of TFLite, has no kernel for `GREATER` or its bool `CAST`, so a
     spike written `cast(u - V_th > 0)` splits an exported network at every LIF step. Written
-    as `relu6(... relu6(relu6(v * g_1) * g_2) ... * g_n) * (1/6)` with `v = u - V_th` it is
-    made of `MUL` ops with a fused RELU6, which XNNPACK runs in float and in int8, and it is
-    exact: let `|V_th|` lie in `[2^e, 2^(e+1))`. Float32 numbers there are `2^(e-23)` apart
-    (`2^(e-24)` just above a negative power of two), so every float32 `u > V_th` gives
-    `fl(u - V_th) >= 2^(e-24)`; the gains multiply to `2^(27-e)`, which lifts that to at least
-    6, where RELU6 saturates, and `6 * fl(1/6)` rounds to exactly 1. `u <= V_th` gives 0.
-    Intermediate values stay in [0, 6], so float16 and bfloat16 (coarser, hence larger
-    differences) are exact too. +inf fires, -inf does not, NaN stays NaN (where `greater`
-    gives 0). In an int8 model every stage's output has the fixed range [0, 6], and the
-    spike's [0, 1]: 0 and 1 are represented exactly (scale 1/255, zero point -128).
+    with a gain it is made of `MUL` ops with fused activations and a `MINIMUM`, which XNNPACK
+    runs, and it is exact: let `|V_th|` lie in `[2^e, 2^(e+1))`. Floats there are at least
+    `2^(e-24)` apart in float32 (coarser in float16 and bfloat16), so every `u > V_th` gives
+    `fl(u - V_th) >= 2^(e-24)` (`2^(e-11)` in float16), and gains multiplying to `2^(24-e)`
+    (`2^(12-e)` in float16) lift that to 1 or more,
+    where the clip gives exactly 1; `u <= V_th` gives 0. Every gain is a power of two, so no
+    multiplication rounds. +inf fires, -inf does not, NaN stays NaN (where `greater` gives 0).
+
+    - float32: one gain, `min(relu(v * 2^(24-e)), 1)`: two ops.
+    - float16, bfloat16, and float32 inside `small_spike_stages` (the int8 and float16
+      exports): three, `clip(v g1, -1, 1)`, `relu(. g2)`, `clip(. g3, -1, 1)` with
+      `g2 = g3 = 2^7`: nothing overflows half precision, every int8 `MUL` stays within
+      XNNPACK's scale limits, and the int8 spike tensor holds exactly 0 and 1 (its range is
+      [0, 1]: scale 1/255, zero point -128).
 
     Args:
         v_threshold: float, the firing threshold.
-        dtype: the dtype the spike is computed in: float32 takes one stage (two ops), other
-            dtypes, and float32 inside `int8_spike_stages`, stages of at most 2^9.
+        dtype: the dtype the spike is computed in.
 
     Returns:
-        A tuple of power-of-two gains, or None where no chain is exact (`V_th = 0`, or a
+        A tuple of gains (one, or three), or None where no gain is exact (`V_th = 0`, or a
         non-finite threshold): use `greater` there.
     """
     if not math.isfinite(v_threshold) or v_threshold == 0:
         return None
     exponent = math.frexp(abs(v_threshold))[1] - 1  # |V_th| in [2^e, 2^(e+1))
-    bits = max(27 - exponent, 0)
-    float32 = keras.backend.standardize_dtype(dtype) == "float32"
-    stage = _FLOAT32_STAGE_BITS if float32 and not getattr(_int8_graph, "value", False) else _SMALL_STAGE_BITS
-    full, rest = divmod(bits, stage)
-    return tuple(2.0**b for b in [stage] * full + ([rest] if rest or not full else []))
+    dtype = keras.backend.standardize_dtype(dtype)
+    bits = _TOTAL_BITS.get(dtype, _DEFAULT_TOTAL_BITS) - exponent
+    float32 = dtype == "float32"
+    if float32 and not getattr(_small_stages, "value", False):
+        return (2.0**bits,)
+    return (2.0 ** max(bits - 2 * _LATER_STAGE_BITS, 0),) + (2.0**_LATER_STAGE_BITS,) * 2
 
 
 def heaviside(v, gains=None):
@@ -95,15 +104,18 @@ def heaviside(v, gains=None):
 
     Args:
         v: tensor, `u - V_th`.
-        gains: optional `exact_gains(V_th)`: the step is then computed as a chain of RELU6
-            stages (the same values; see `exact_gains`), which TFLite's XNNPACK delegate
+        gains: optional `exact_gains(V_th)`: the step is then computed with multiplications
+            and clips (the same values; see `exact_gains`), which TFLite's XNNPACK delegate
             runs; without it, with `greater`.
     """
     if gains is None:
         return ops.cast(ops.greater(v, 0), v.dtype)
-    for gain in gains:
-        v = ops.relu6(v * gain)
-    return v * (1.0 / 6.0)
+    if len(gains) == 1:
+        return ops.minimum(ops.relu(v * gains[0]), 1.0)
+    first, second, third = gains
+    v = ops.clip(v * first, -1.0, 1.0)
+    v = ops.relu(v * second)
+    return ops.clip(v * third, -1.0, 1.0)
 
 
 @functools.lru_cache(maxsize=None)

@@ -175,13 +175,26 @@ def _constant(model, subgraph, index):
     return None
 
 
+def _fused_activation(op):
+    """The fused activation of a MUL op (`ActivationFunctionType`)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    table = op.BuiltinOptions()
+    if table is None:
+        return schema.ActivationFunctionType.NONE
+    options = schema.MulOptions()
+    options.Init(table.Bytes, table.Pos)
+    return options.FusedActivationFunction()
+
+
 def spike_tensors(model_content):
     """The spike tensors of an exported DTA-SNN and whether int8 holds 0 and 1 exactly.
 
-    A spike is the last op of the chain of `surrogates.exact_gains`: a `MUL` by 1/6. In an
-    int8 model its output must represent both 0 and 1 exactly (0 is the zero point; 1 needs
-    `1 / scale + zero_point` to be an integer code), or every spike the next convolution sees
-    is off.
+    A spike (`surrogates.heaviside` with gains) ends in a `MINIMUM` with 1 (one gain stage)
+    or in a `MUL` with a fused `RELU_N1_TO_1` fed by a `MUL` with a fused `RELU` (the chain of
+    small stages of int8 and float16 models). In an int8 model its output must represent both
+    0 and 1 exactly (0 is the zero point; 1 needs `1 / scale + zero_point` to be an integer
+    code), or every spike the next convolution sees is off.
 
     Returns:
         A list of dicts with `name`, `scale` and `zero_point` (None for float tensors) and
@@ -189,13 +202,27 @@ def spike_tensors(model_content):
     """
     from ai_edge_litert import schema_py_generated as schema
 
+    act = schema.ActivationFunctionType
     model = schema.Model.GetRootAsModel(model_content, 0)
+    ops = list(iter_ops(model_content))
+    producers = {}
+    for name, op, subgraph in ops:
+        for k in range(op.OutputsLength()):
+            producers[(id(subgraph), op.Outputs(k))] = (name, op)
     found = []
-    for name, op, subgraph in iter_ops(model_content):
-        if name != "MUL" or op.InputsLength() != 2:
+    for name, op, subgraph in ops:
+        if op.InputsLength() != 2:
             continue
         constants = [_constant(model, subgraph, op.Inputs(i)) for i in range(2)]
-        if not any(c is not None and c.size == 1 and abs(float(c[0]) - 1 / 6) < 1e-3 for c in constants):
+        if name == "MINIMUM":
+            is_spike = any(c is not None and c.size == 1 and float(c[0]) == 1.0 for c in constants)
+        elif name == "MUL" and _fused_activation(op) == act.RELU_N1_TO_1:
+            data = [op.Inputs(i) for i in range(2) if constants[i] is None]
+            source = producers.get((id(subgraph), data[0])) if len(data) == 1 else None
+            is_spike = source is not None and source[0] == "MUL" and _fused_activation(source[1]) == act.RELU
+        else:
+            continue
+        if not is_spike:
             continue
         tensor = subgraph.Tensors(op.Outputs(0))
         quant = tensor.Quantization()

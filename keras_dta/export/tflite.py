@@ -82,8 +82,10 @@ def convert_to_tflite(
         # Through a SavedModel: the converter then freezes the variables into constants
         # (a concrete function of the live model would keep resource variables).
         saved = os.path.join(tmp, "saved_model")
-        # Full-integer graphs take spikes of small gain stages (XNNPACK's int8 limits).
-        stages = surrogates.int8_spike_stages() if quantize == "int8" else contextlib.nullcontext()
+        # Full-integer graphs take spikes of small gain stages (XNNPACK's int8 limits), and
+        # so do float16 ones (XNNPACK may run them in half precision).
+        small = quantize in ("int8", "float16")
+        stages = surrogates.small_spike_stages() if small else contextlib.nullcontext()
         with stages:
             write_saved_model(model, saved, batch_size)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SERVING_ENDPOINT])
