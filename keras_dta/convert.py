@@ -168,7 +168,7 @@ def _model_targets(model, state_dict):
 
 def _assign(targets, state_dict, what):
     """Checks every target against the state dict, then assigns all or nothing."""
-    used, missing, misshaped, assignments = set(), [], [], []
+    used, missing, misshaped, non_finite, assignments = set(), [], [], [], []
     for variable, aliases, layout in targets:
         present = [k for k in aliases if k in state_dict]
         used.update(present)
@@ -183,11 +183,14 @@ def _assign(targets, state_dict, what):
                 f"model {tuple(variable.shape)} ({variable.path})"
             )
             continue
+        if not np.isfinite(value).all():
+            non_finite.append(present[0])
+            continue
         assignments.append((variable, value))
     unexpected = sorted(
         k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")
     )
-    if missing or unexpected or misshaped:
+    if missing or unexpected or misshaped or non_finite:
         parts = []
         if missing:
             parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
@@ -195,6 +198,9 @@ def _assign(targets, state_dict, what):
             parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
         if misshaped:
             parts.append(f"mis-shaped keys ({len(misshaped)}): {'; '.join(misshaped)}")
+        if non_finite:
+            # A diverged training run saves NaN weights; a model built from them answers anyway.
+            parts.append(f"keys holding NaN or infinite values ({len(non_finite)}): {', '.join(non_finite)}")
         raise ValueError(f"The state dict does not fit {what}: " + " | ".join(parts))
     for variable, value in assignments:
         variable.assign(value)

@@ -86,6 +86,18 @@ def test_bad_state_dict_names_every_offender_and_changes_nothing(cifar_model):
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, cifar_model.weights))
 
 
+def test_non_finite_checkpoints_are_refused(cifar_model):
+    state = random_state_dict(reference_keys()["DTA_SNN_18_T6_C100"]["state_dict"], seed=3)
+    for key in [k for k in state if k.startswith("layer2.0.conv1")]:  # both aliases
+        state[key] = np.full_like(state[key], np.nan)
+    for key in [k for k in state if k.startswith("fc.") and k.endswith("bias")]:
+        state[key][0] = np.inf
+    before = [v.numpy().copy() for v in cifar_model.weights]
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(2\): .*layer2\.0\.conv1"):
+        convert.load_reference_weights(cifar_model, state)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, cifar_model.weights))
+
+
 def test_channel_count_mismatch():
     shapes = reference_keys()["DTA_SNN_18_T6_C100"]["state_dict"]  # RGB stem, 100 classes
     model = models.ms_resnet18(T=6, num_classes=100, input_shape=(6, 32, 32, 2))

@@ -385,3 +385,16 @@ def test_saved_model_cli_and_the_export_entry_point(model, data, tmp_path):
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert bad.returncode != 0 and "--format" in bad.stderr and "onnx" in bad.stderr
+
+
+def test_truncated_or_foreign_model_files_are_named(model, tmp_path):
+    path = tmp_path / "model.keras"
+    model.save(path)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"not a `\.keras` archive.*truncated\.keras"):
+        export.load_model(str(truncated))
+    text = tmp_path / "notes.keras"
+    text.write_text("not a model")
+    with pytest.raises(ValueError, match=r"notes\.keras"):
+        export.load_model(str(text))

@@ -421,3 +421,24 @@ def test_multi_worker_fix_is_guarded_by_the_keras_version(caplog):
     with caplog.at_level("WARNING"):
         assert not distribute.check_multi_worker_fix_version("3.99.0")
     assert "checked on Keras up to 3.15" in caplog.text
+
+
+def test_model_dir_that_is_a_file_or_unwritable_is_named(tmp_path):
+    from keras_dta import training
+
+    existing = tmp_path / "file"
+    existing.write_text("x")
+    config = training.make_config("digits", model_dir=str(existing)).validate()
+    with pytest.raises(ValueError, match="names a file"):
+        training.prepare_run_dir(config)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        config = training.make_config("digits", model_dir=str(locked / "run")).validate()
+        if os.access(locked, os.W_OK):  # root writes anywhere: check a read-only place instead
+            config = training.make_config("digits", model_dir="/proc/keras_dta_run").validate()
+        with pytest.raises(ValueError, match="Cannot write the run directory"):
+            training.prepare_run_dir(config)
+    finally:
+        locked.chmod(0o700)

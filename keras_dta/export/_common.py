@@ -44,8 +44,17 @@ def load_model(path):
         raise ValueError(f"The model file does not exist. Received: model={path!r}")
     if not str(path).endswith(".keras"):
         raise ValueError(f"The model must be a `.keras` file. Received: model={path!r}")
-    # Inference only: the optimizer and metrics of a trainer's checkpoint are not needed.
-    return keras.saving.load_model(path, compile=False)
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"The model file is not a `.keras` archive (truncated, or another format). Received: model={path!r}"
+        )
+    try:
+        # Inference only: the optimizer and metrics of a trainer's checkpoint are not needed.
+        return keras.saving.load_model(path, compile=False)
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"The model file could not be read ({error}). Received: model={path!r}") from None
 
 
 def as_model(model):

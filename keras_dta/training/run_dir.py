@@ -106,7 +106,18 @@ def prepare_run_dir(config):
     """
     model_dir = config.model_dir
     paths = RunPaths.of(model_dir)
-    os.makedirs(model_dir, exist_ok=True)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ValueError(f"`model_dir` names a file, not a directory. Received: model_dir={model_dir!r}")
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        # Written early, so that a run directory that cannot be written fails here, plainly.
+        with open(os.path.join(model_dir, ".keras_dta_write_test"), "w"):
+            pass
+        os.remove(os.path.join(model_dir, ".keras_dta_write_test"))
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write the run directory ({error.strerror or error}). Received: model_dir={model_dir!r}"
+        ) from None
     status = "new"
     if os.path.exists(paths.config):
         with open(paths.config) as f:
