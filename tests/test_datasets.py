@@ -102,7 +102,7 @@ def test_imagenet_without_manual_download_says_where(tmp_path):
 
 def test_imagenet_crops():
     image = tf.random.uniform([300, 400, 3], maxval=255.0)
-    train = datasets._random_resized_crop(tf.cast(image, tf.uint8), 224, seed=1)
+    train = datasets._random_resized_crop(tf.cast(image, tf.uint8), 224, key=tf.constant(1, tf.int64))
     assert train.shape == (224, 224, 3)
     evaluation = datasets._resize_center_crop(image, 256, 224)
     assert evaluation.shape == (224, 224, 3)

@@ -442,3 +442,19 @@ def test_model_dir_that_is_a_file_or_unwritable_is_named(tmp_path):
             training.prepare_run_dir(config)
     finally:
         locked.chmod(0o700)
+
+
+def test_a_seeded_run_repeats_exactly(tmp_path):
+    from keras_dta import training
+
+    def run(name, seed):
+        config = training.make_config(
+            "digits", model_dir=str(tmp_path / name), epochs=2, steps_per_epoch=3, eval_steps=1, batch_size=8,
+            firing_rate_freq=0, export=False, distribute="none", jit_compile=False, seed=seed,
+        ).validate()
+        training.train(config, verbose=0)
+        return keras.saving.load_model(tmp_path / name / "last.keras", compile=False).get_weights()
+
+    first, again, other = run("a", 5), run("b", 5), run("c", 6)
+    assert all(np.array_equal(x, y) for x, y in zip(first, again))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, other))

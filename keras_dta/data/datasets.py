@@ -98,8 +98,48 @@ def _finish(ds, *, batch_size, training, seed, mix_fn=None):
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
     )
-    options.deterministic = seed is not None
+    # Evaluation keeps the order of the data; training is reproducible under a seed.
+    options.deterministic = seed is not None or not training
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _with_keys(ds, seed):
+    """`(..., key)`: each example with a random int64, a new stream every epoch (the same
+    stream for the same seed). Augmentation draws from stateless ops keyed by it: a stateful
+    random op in a parallel map draws in whatever order the threads run, so a seeded run
+    would not repeat."""
+    import tensorflow as tf
+
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(ds, keys).map(lambda example, key: (*example, key))
+
+
+def _key_seed(key, salt):
+    """A stateless-op seed from an example's key, one `salt` per kind of draw."""
+    import tensorflow as tf
+
+    return tf.stack([key, tf.constant(salt, tf.int64)])
+
+
+def _pad_crop_flip(image, size, pad, key):
+    """CIFAR augmentation: a random `size` crop of the image padded by `pad` zeros, a flip."""
+    import tensorflow as tf
+
+    image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    image = tf.image.stateless_random_crop(image, [size, size, image.shape[-1]], seed=_key_seed(key, 0))
+    return tf.image.stateless_random_flip_left_right(image, seed=_key_seed(key, 1))
+
+
+def _batch_mixer(cutmix):
+    """The `mix_fn` of keyed training batches: CutMix (coin per batch) or just dropping the keys."""
+
+    def mix(x, y, keys):
+        if not cutmix:
+            return x, y
+        # The reference draws CutMix's coin once per epoch; mix_batch draws it per batch.
+        return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5, seed=_key_seed(keys[0], 3))
+
+    return mix
 
 
 class Digits:
@@ -176,15 +216,15 @@ class Digits:
             ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
         size = self.image_size
 
-        def prepare(image, label):
+        def prepare(image, label, key):
             if training:
                 image = tf.pad(image, [[1, 1], [1, 1], [0, 0]])
-                image = tf.image.random_crop(image, [8, 8, 1], seed=seed)
+                image = tf.image.stateless_random_crop(image, [8, 8, 1], seed=_key_seed(key, 0))
             if size != 8:
                 image = tf.image.resize(image, (size, size))
             return image, _one_hot(label, self.num_classes, label_smoothing)
 
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = _with_keys(ds, seed).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         return _finish(ds, batch_size=batch_size, training=training, seed=seed)
 
 
@@ -276,7 +316,6 @@ class TfdsImages:
         T=None,
         label_smoothing=0.0,
     ):
-        import keras
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
@@ -298,53 +337,43 @@ class TfdsImages:
 
         mean = tf.constant(self.mean, tf.float32)
         std = tf.constant(self.std, tf.float32)
-        # keras.layers.RandomCrop draws one offset per call, so on a batch every
-        # image would get the same crop; it is applied per example instead.
-        crop = keras.layers.RandomCrop(32, 32, seed=seed)
-        flip = keras.layers.RandomFlip("horizontal", seed=seed)
 
-        def prepare_cifar(image, label):
+        def prepare_cifar(image, label, key):
             image = tf.cast(image, tf.float32) / 255.0
             if training:
-                image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-                image = flip(crop(image))
-            image = (image - mean) / std
-            return image, _one_hot(label, self.num_classes, label_smoothing)
+                image = _pad_crop_flip(image, 32, 4, key)
+            return (image - mean) / std, _one_hot(label, self.num_classes, label_smoothing), key
 
-        def prepare_imagenet(image, label):
+        def prepare_imagenet(image, label, key):
             if training:
-                image = _random_resized_crop(image, 224, seed)
-                image = flip(image)
+                image = _random_resized_crop(image, 224, key)
+                image = tf.image.stateless_random_flip_left_right(image, seed=_key_seed(key, 1))
             else:
                 image = _resize_center_crop(image, 256, 224)
             image = (image / 255.0 - mean) / std
-            return image, _one_hot(label, self.num_classes, label_smoothing)
+            return image, _one_hot(label, self.num_classes, label_smoothing), key
 
         prepare = prepare_imagenet if self.imagenet else prepare_cifar
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        mix_fn = None
-        if self.cutmix:
-            # The reference draws CutMix's coin once per epoch; mix_batch draws
-            # it per batch.
-            def mix_fn(x, y):
-                return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5)
-
+        ds = _with_keys(ds, seed).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if not training:
+            ds = ds.map(lambda x, y, key: (x, y))
+        mix_fn = _batch_mixer(self.cutmix)
         return _finish(ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn)
 
 
-def _random_resized_crop(image, size, seed):
-    """Inception-style crop: area 8%-100%, aspect 3/4-4/3, resized to `size`."""
+def _random_resized_crop(image, size, key):
+    """Inception-style crop: area 8%-100%, aspect 3/4-4/3, resized to `size` (keyed draw)."""
     import tensorflow as tf
 
-    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.zeros([1, 0, 4]),
+        seed=_key_seed(key, 2),
         min_object_covered=0.0,
         aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=(0.08, 1.0),
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
-        seed=seed or 0,
     )
     image = tf.slice(image, begin, crop_size)
     image = tf.image.resize(image, (size, size))

@@ -86,7 +86,7 @@ import os
 import numpy as np
 
 from keras_dta import files
-from keras_dta.data import datasets, image_files, mixing
+from keras_dta.data import datasets, image_files
 from keras_dta.data.image_files import IMAGE_EXTENSIONS, list_image_folder  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -331,7 +331,6 @@ class ImageFolder:
         label_smoothing=0.0,
     ):
         """A batched `tf.data.Dataset` of `(images (batch, size, size, 3), one-hot labels)`."""
-        import keras
         import tensorflow as tf
 
         self._check_split(split)
@@ -343,31 +342,26 @@ class ImageFolder:
         ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int64)))
         if training:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        # Per example: keras.layers.RandomCrop draws one offset per call.
-        crop = keras.layers.RandomCrop(size, size, seed=seed)
-        flip = keras.layers.RandomFlip("horizontal", seed=seed)
         cifar = size <= CIFAR_SCALE
 
-        def prepare(path, label):
+        def prepare(path, label, key):
             image = image_files.decode_image(path)
             if cifar:
                 image = image_files.resize_image(image, size)
                 if training:
-                    image = flip(crop(tf.pad(image, [[4, 4], [4, 4], [0, 0]])))
+                    image = datasets._pad_crop_flip(image, size, 4, key)
             elif training:
-                image = flip(datasets._random_resized_crop(image, size, seed)) / 255.0
+                image = datasets._random_resized_crop(image, size, key)
+                image = tf.image.stateless_random_flip_left_right(image, seed=datasets._key_seed(key, 1)) / 255.0
             else:
                 image = datasets._resize_center_crop(image, round(size * 256 / 224), size) / 255.0
             image = (image - mean) / std
-            return image, datasets._one_hot(label, num_classes, label_smoothing)
+            return image, datasets._one_hot(label, num_classes, label_smoothing), key
 
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        mix_fn = None
-        if cifar and self.cutmix:
-
-            def mix_fn(x, y):
-                return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5)
-
+        ds = datasets._with_keys(ds, seed).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if not training:
+            ds = ds.map(lambda x, y, key: (x, y))
+        mix_fn = datasets._batch_mixer(cifar and self.cutmix)
         return datasets._finish(
             ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn
         )

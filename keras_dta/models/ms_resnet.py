@@ -184,6 +184,8 @@ class MSResNet(keras.Model):
         stem_filters: int, the stem's width.
         lif_kwargs: dict of `LIF` arguments shared by every neuron.
         name: str, the model's name.
+        policy: str, the dtype policy the layers are built under (default: the global one;
+            saved with the model).
 
     Call arguments:
         inputs: images `(batch, height, width, channels)` or event frames
@@ -209,13 +211,23 @@ class MSResNet(keras.Model):
         stem_filters=64,
         lif_kwargs=None,
         name="ms_resnet",
+        policy=None,
         **kwargs,
     ):
-        inputs, outputs = _build_graph(
-            stage_filters, stage_blocks, stage_strides, stem, attn, T, num_classes, input_shape,
-            return_sequences, stem_filters, lif_kwargs,
-        )
+        # The dtype policy the layers are built under (the global one by default): saved, so
+        # that a model trained in mixed precision loads with its layers' policies.
+        policy = policy or keras.mixed_precision.global_policy().name
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            inputs, outputs = _build_graph(
+                stage_filters, stage_blocks, stage_strides, stem, attn, T, num_classes, input_shape,
+                return_sequences, stem_filters, lif_kwargs,
+            )
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.policy = policy
         self.stage_filters = [int(v) for v in stage_filters]
         self.stage_blocks = [int(v) for v in stage_blocks]
         self.stage_strides = [int(v) for v in stage_strides]
@@ -242,6 +254,7 @@ class MSResNet(keras.Model):
             "stem_filters": self.stem_filters,
             "lif_kwargs": self.lif_kwargs,
             "name": self.name,
+            "policy": self.policy,
         }
 
     @classmethod
