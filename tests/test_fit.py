@@ -143,6 +143,18 @@ def test_command_line_run(tmp_path):
     assert results["optimizer_iterations"] == 2
 
 
+def test_bad_input_found_when_training_starts_is_one_line(tmp_path):
+    # The folder is checked when the dataset is prepared, inside train(): no traceback.
+    cmd = [
+        sys.executable, os.path.join(REPO, "trainers", "fit.py"), "--dataset=image_folder",
+        f"--data_dir={tmp_path / 'missing'}", f"--model_dir={tmp_path / 'run'}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "missing" in proc.stderr
+
+
 def _free_ports(n):
     import socket
 

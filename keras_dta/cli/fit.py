@@ -166,6 +166,12 @@ def main(argv):
     except (training.NonFiniteLossError, training.MultiWorkerUnsupportedError) as e:
         logging.error("%s", e)
         return 1
+    except ValueError as e:
+        # Bad input found while training starts (a dataset folder, a file): one line that
+        # names it; the traceback only at --verbosity=1.
+        logging.error("%s", e)
+        logging.debug("Traceback:", exc_info=True)
+        return 2
     _log_results(results)
     return 0
 
