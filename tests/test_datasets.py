@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_dta.data import datasets
+from keras_dta.data import datasets, pipeline
 from keras_dta.training import presets
 
 
@@ -102,9 +102,9 @@ def test_imagenet_without_manual_download_says_where(tmp_path):
 
 def test_imagenet_crops():
     image = tf.random.uniform([300, 400, 3], maxval=255.0)
-    train = datasets._random_resized_crop(tf.cast(image, tf.uint8), 224, key=tf.constant(1, tf.int64))
+    train = pipeline.random_resized_crop(tf.cast(image, tf.uint8), 224, key=tf.constant(1, tf.int64))
     assert train.shape == (224, 224, 3)
-    evaluation = datasets._resize_center_crop(image, 256, 224)
+    evaluation = pipeline.resize_center_crop(image, 256, 224)
     assert evaluation.shape == (224, 224, 3)
     # The centre crop of a resized image: the middle column of the output is
     # the middle of the input.
@@ -125,7 +125,7 @@ def test_non_finite_inputs_stop_at_the_data_boundary():
     x = np.ones((4, 2, 2, 1), "float32")
     x[2, 0, 0, 0] = np.nan
     ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int64")))
-    batches = datasets._finish(ds, batch_size=2, training=False, seed=None)
+    batches = pipeline.finish(ds, batch_size=2, training=False, seed=None)
     first, second = iter(batches), None
     np.testing.assert_array_equal(next(first)[0].numpy(), 1.0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite"):

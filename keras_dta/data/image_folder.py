@@ -86,7 +86,7 @@ import os
 import numpy as np
 
 from keras_dta import files
-from keras_dta.data import datasets, image_files
+from keras_dta.data import image_files, pipeline
 from keras_dta.data.image_files import IMAGE_EXTENSIONS, list_image_folder  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -349,20 +349,20 @@ class ImageFolder:
             if cifar:
                 image = image_files.resize_image(image, size)
                 if training:
-                    image = datasets._pad_crop_flip(image, size, 4, key)
+                    image = pipeline.pad_crop_flip(image, size, 4, key)
             elif training:
-                image = datasets._random_resized_crop(image, size, key)
-                image = tf.image.stateless_random_flip_left_right(image, seed=datasets._key_seed(key, 1)) / 255.0
+                image = pipeline.random_resized_crop(image, size, key)
+                image = tf.image.stateless_random_flip_left_right(image, seed=pipeline.key_seed(key, 1)) / 255.0
             else:
-                image = datasets._resize_center_crop(image, round(size * 256 / 224), size) / 255.0
+                image = pipeline.resize_center_crop(image, round(size * 256 / 224), size) / 255.0
             image = (image - mean) / std
-            return image, datasets._one_hot(label, num_classes, label_smoothing), key
+            return image, pipeline.one_hot(label, num_classes, label_smoothing), key
 
-        ds = datasets._with_keys(ds, seed).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = pipeline.with_keys(ds, seed).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         if not training:
             ds = ds.map(lambda x, y, key: (x, y))
-        mix_fn = datasets._batch_mixer(cifar and self.cutmix)
-        return datasets._finish(
+        mix_fn = pipeline.batch_mixer(cifar and self.cutmix)
+        return pipeline.finish(
             ds, batch_size=batch_size, training=training, seed=seed, mix_fn=mix_fn
         )
 

@@ -11,7 +11,7 @@ from keras_dta.data.cifar10_dvs.augmentation import augment
 from keras_dta.data.cifar10_dvs.cache import COMPRESSION, build_cache
 from keras_dta.data.cifar10_dvs.frames import input_shape
 from keras_dta.data.cifar10_dvs.recordings import NUM_CLASSES, check_split
-from keras_dta.data.datasets import _finish, _one_hot
+from keras_dta.data.pipeline import finish, one_hot
 
 MIXUP_ALPHA = 0.5
 CUTMIX_ALPHA = 1.0
@@ -67,7 +67,7 @@ def _training_stream(ds, parse, *, batch_size, seed, label_smoothing, shuffle_bu
     def augment_sample(sample, key):
         frames, label = sample
         frames = augment(frames, tf.stack([key, tf.constant(0, tf.int64)]))
-        return frames, _one_hot(label, NUM_CLASSES, float(label_smoothing)), key
+        return frames, one_hot(label, NUM_CLASSES, float(label_smoothing)), key
 
     def mix(frames, labels, keys):
         return mixing.mix_batch(
@@ -81,7 +81,7 @@ def _training_stream(ds, parse, *, batch_size, seed, label_smoothing, shuffle_bu
         )
 
     ds = ds.map(augment_sample, num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(ds, batch_size=batch_size, training=True, seed=seed, mix_fn=mix)
+    return finish(ds, batch_size=batch_size, training=True, seed=seed, mix_fn=mix)
 
 
 def load(
@@ -160,7 +160,7 @@ def load(
 
     def parse_one_hot(record):
         frames, label = parse(record)
-        return frames, _one_hot(label, NUM_CLASSES, 0.0)
+        return frames, one_hot(label, NUM_CLASSES, 0.0)
 
     ds = ds.map(parse_one_hot, num_parallel_calls=tf.data.AUTOTUNE)
-    return _finish(ds, batch_size=batch_size, training=False, seed=seed)
+    return finish(ds, batch_size=batch_size, training=False, seed=seed)
