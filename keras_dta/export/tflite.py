@@ -1,9 +1,9 @@
 """TFLite (LiteRT) conversion of DTA-SNNs, and the checked export pipeline.
 
 A DTA-SNN converts to plain TFLite builtin ops because nothing in it is specific to
-TensorFlow's runtime: the spike is a `MUL` with a fused `RELU6` and a `MUL` by 1/6
-(`keras_dta.surrogates.exact_gains`; the surrogate gradient only exists for training and is
-dropped), and the LIF loop over the time steps is unrolled in Python for a static T, so the
+TensorFlow's runtime: the spike is a `MUL` with a fused `RELU` and a `MINIMUM` (in int8 and
+float16 models three `MUL`s with fused clips; `keras_dta.surrogates.exact_gains`; the
+surrogate gradient only exists for training and is dropped), and the LIF loop over the time steps is unrolled in Python for a static T, so the
 graph holds no `While` and no state. Every op of it runs in XNNPACK. `convert_to_tflite`
 converts with `TFLITE_BUILTINS` only (plus `TFLITE_BUILTINS_INT8` for full-integer models)
 and `flatbuffer.check_builtin_ops` rejects any Flex (SELECT_TF_OPS) or custom op that slips in.

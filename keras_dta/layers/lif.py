@@ -30,13 +30,12 @@ class LIF(keras.layers.Layer):
     `alpha * max(0, 1 - alpha * |u - v_threshold|)`. As in the authors' implementation the
     gradient also flows through the reset term `(1 - s_t) * u`; it is not detached.
 
-    Spikes are written as a short chain of `relu6(v * g)` stages with power-of-two gains
-    (`surrogates.exact_gains`): exactly the strict step for float values, but made of ops
-    TFLite's XNNPACK delegate runs in float and int8, so an exported model is not cut at
-    every step. For the
-    same reason inference (`training` false) reads each step as a `(batch, 1, ...)` slice and
-    joins the spikes with concatenations, where training unstacks and stacks (whose
-    gradients are cheaper). Non-finite input: a NaN membrane gives NaN spikes (it is not
+    Spikes are written `min(relu(G v), 1)` with a power-of-two gain `G` (in int8 exports and
+    half precision a short chain of clipped gain stages; `surrogates.exact_gains`): exactly
+    the strict step, but made of ops TFLite's XNNPACK delegate runs in float and int8, so an
+    exported model is not cut at every step. For the same reason inference (`training`
+    false) reads each step as a `(batch, 1, ...)` slice and joins the spikes with
+    concatenations, where training unstacks and stacks (whose gradients are cheaper). Non-finite input: a NaN membrane gives NaN spikes (it is not
     turned into silence), +inf fires and -inf does not.
 
     By default the membrane potential starts at zero on every call (the authors' neuron keeps
