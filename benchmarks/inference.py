@@ -37,10 +37,17 @@ Experiments, with their figures (this 2-core machine):
   each of the 108 spikes of MS-ResNet-18 at T = 6 split the XNNPACK graph (143 partitions in
   int8; 78 ms int8, 150 ms float32 at 2 threads). `ceil(clip(v, 0, 1))` (identical in
   float32): CEIL is not delegated in int8 either (161 partitions), ~10% on int8, nothing on
-  float32. `min(relu(G v), 1)` with a large power-of-two G: exact and delegated in float32,
-  but in int8 its MUL by G falls outside XNNPACK's scale limits (190 partitions). The
-  library's chain of RELU6 stages (`surrogates.exact_gains`) is exact and delegated in
-  float32 and dynamic-range models: one partition.
+  float32. `min(relu(G v), 1)` with one large power-of-two G (what float32 models use now):
+  exact and one partition in float32 and dynamic-range models, but in int8 its MUL by G
+  falls outside XNNPACK's scale limits (190 partitions), hence int8's three clipped stages.
+  A chain of RELU6 stages ending in a multiplication by 1/6 was exact in float32 but, as
+  XNNPACK runs float16 models in half precision, gave spikes of 0.99976 there; and with four
+  ops per spike instead of two, dynamic-range ran about 10% slower (47.6 against 40-42 ms).
+- Running the stem once on the image and repeating its output T times: exact, but the stem
+  is 0.08% of the MACs; nothing measurable.
+- Dynamic-range depthwise convolutions (DTA's 5x5) have no XNNPACK kernel: 2.0 ms in the
+  hybrid reference kernel against 0.6 ms with float weights, and an extra partition; the
+  export keeps those weights in float.
 - UNPACK/PACK (the LIF's time steps), TILE (repeating the image) and the 1x1 max pool of
   the strided shortcut also fell outside XNNPACK; inference now slices and concatenates,
   RepeatTime concatenates and `Subsample2D` reshapes and slices.
