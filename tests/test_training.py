@@ -458,3 +458,47 @@ def test_a_seeded_run_repeats_exactly(tmp_path):
     first, again, other = run("a", 5), run("b", 5), run("c", 6)
     assert all(np.array_equal(x, y) for x, y in zip(first, again))
     assert not all(np.array_equal(x, y) for x, y in zip(first, other))
+
+
+def test_the_optimizer_that_trains_has_the_recipe(digits_run):
+    # Read from the optimizer the run saved with its model, not from the config: a trainer
+    # that dropped the weight decay or the batch-size scaling would show here.
+    from keras_dta.optimizers import CoupledSGD
+
+    config, results = digits_run
+    model = keras.saving.load_model(os.path.join(config.model_dir, "last.keras"))
+    optimizer = model.optimizer
+    assert isinstance(optimizer, CoupledSGD)
+    assert optimizer.l2_weight_decay == pytest.approx(config.weight_decay) and config.weight_decay > 0
+    assert optimizer.momentum == pytest.approx(config.momentum)
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    steps = config.epochs * config.steps_per_epoch
+    # Cosine from the scaled rate (0.05 at batch 32, trained at batch 8: 0.0125) to 0.
+    assert config.batch_size != config.base_batch_size
+    assert float(schedule(0)) == pytest.approx(config.learning_rate * config.batch_size / config.base_batch_size)
+    assert float(schedule(steps // 2)) == pytest.approx(float(schedule(0)) / 2, rel=1e-5)
+    assert float(schedule(steps)) == pytest.approx(0.0, abs=1e-9)
+    assert int(optimizer.iterations.numpy()) == results["optimizer_iterations"] == steps
+
+
+def test_digits_images_and_labels_stay_paired_and_a_short_run_learns(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from keras_dta.data import datasets
+
+    # Evaluation batches against the source arrays: each image with its own label.
+    spec = datasets.get_dataset("digits")
+    x_test, y_test = spec._splits()["test"]
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in spec.load("test", batch_size=64, training=False)])
+    np.testing.assert_array_equal(np.concatenate(images), x_test)
+    np.testing.assert_array_equal(np.concatenate(labels).argmax(1), y_test)
+    digits = load_digits()
+    for image, label in zip(x_test[:5], y_test[:5]):
+        match = np.flatnonzero((digits.images / 16.0 == image[..., 0]).all(axis=(1, 2)))
+        assert match.size and (digits.target[match] == label).all()
+    # Three epochs of the digits recipe (the preset's model, batch 32) beat chance (10%) clearly.
+    config = training.make_config(
+        "digits", model_dir=str(tmp_path / "run"), epochs=3, firing_rate_freq=0, export=False,
+        distribute="none", jit_compile=False,
+    ).validate()
+    assert training.train(config, verbose=0)["test_accuracy"] > 0.6
