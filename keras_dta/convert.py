@@ -19,8 +19,6 @@ import os
 
 import numpy as np
 
-from keras_dta import files
-
 logger = logging.getLogger(__name__)
 
 _BN_PARAMS = (

@@ -151,8 +151,6 @@ def _check_saving(layer, input_shape, x, tmp_dir):
 
 
 def _check_fit_step(layer, input_shape, x, expected_output_shape):
-    import keras
-
     model = _symbolic_model(layer, input_shape)
     if not model.trainable_weights:
         return  # nothing to fit

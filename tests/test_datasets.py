@@ -118,10 +118,6 @@ def test_register_dataset_rejects_bad_name():
 
 
 def test_non_finite_inputs_stop_at_the_data_boundary():
-    import tensorflow as tf
-
-    from keras_dta.data import datasets
-
     x = np.ones((4, 2, 2, 1), "float32")
     x[2, 0, 0, 0] = np.nan
     ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int64")))
