@@ -16,6 +16,7 @@ Command line:
 
 import logging
 import os
+import pickle
 
 import numpy as np
 
@@ -256,29 +257,39 @@ def load_reference_dta_weights(layer, state_dict, prefix=""):
 
 
 def read_checkpoint(path):
-    """Reads a `.pth` / `.pth.tar` checkpoint safely (`torch.load(weights_only=True)`).
+    """Reads a `.pth` / `.pth.tar` checkpoint safely, with or without torch.
+
+    With torch installed, `torch.load(weights_only=True)` reads it; without, `keras_dta.pth`
+    reads `torch.save`'s zip format (PyTorch >= 1.6) with the same guarantee: nothing in the
+    file but tensors, containers, numbers and strings is loaded.
 
     Args:
-        path: the checkpoint file. A dict with a `state_dict` or `model` entry is unwrapped.
+        path: the checkpoint file. A dict with a `state_dict`, `model` or `net` entry is
+            unwrapped.
 
     Returns:
         A dict of numpy arrays.
     """
-    try:
-        import torch  # noqa: PLC0415 - optional dependency
-    except ImportError as error:
-        raise ImportError(
-            "Reading a PyTorch checkpoint needs torch: `pip install torch` "
-            "(or `pip install 'keras_dta[torch]'`)."
-        ) from error
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}.")
-    # weights_only=True never unpickles arbitrary objects.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        import torch  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        from keras_dta import pth  # noqa: PLC0415
+
+        checkpoint = pth.load(path)
+    else:
+        # weights_only=True never unpickles arbitrary objects.
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as error:
+            raise ValueError(f"torch could not read the checkpoint {path!r} ({error}).") from None
     for key in ("state_dict", "model", "net"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"The checkpoint holds no state dict (found {type(checkpoint).__name__}). Received: {path!r}")
     return {k: _to_numpy(v) for k, v in checkpoint.items() if hasattr(v, "shape")}
 
 

@@ -122,30 +122,91 @@ def test_cli_errors(tmp_path):
                                        capture_output=True, text=True)
     result = run(str(tmp_path / "missing.pth"), "--output", str(tmp_path / "m.keras"))
     assert result.returncode != 0
-    try:
-        import torch  # noqa: F401
-        assert "No checkpoint file" in result.stderr
-    except ImportError:
-        assert "needs torch" in result.stderr
+    assert "No checkpoint file" in result.stderr  # with or without torch
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    result = run(str(tmp_path / "notes.pth"), "--output", str(tmp_path / "m.keras"))
+    assert result.returncode != 0 and "notes.pth" in result.stderr
+    assert not (tmp_path / "m.keras").exists()
     result = run(str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.h5"))
     assert result.returncode != 0 and "--output must end with .keras" in result.stderr
     assert not (tmp_path / "m.keras").exists()
 
 
-def test_cli_main_in_process(tmp_path, monkeypatch):
-    """The converter's flags and main without torch: the checkpoint reader is replaced."""
+def test_cli_main_in_process(tmp_path):
+    """The converter's flags, main and checkpoint reader on a file in torch.save's format,
+    with or without torch installed."""
+    import collections
+
     from absl import flags
 
+    import torch_format
     from keras_dta.cli import convert as cli
 
     shapes = reference_keys()["DTA_SNN_18_T10_C10_dvs"]["state_dict"]
     state = random_state_dict(shapes, seed=3)
-    monkeypatch.setattr(convert, "read_checkpoint", lambda path: state)
+    path = tmp_path / "ckpt.pth.tar"
+    torch_format.save({"state_dict": collections.OrderedDict(state), "epoch": 3, "best_acc": 71.5}, path)
     flag_values = flags.FlagValues()
     cli.define_flags(flag_values)
     out = tmp_path / "model.keras"
-    argv = flag_values(["convert", "ckpt.pth.tar", "--T", "10", "--num_classes", "10",
+    argv = flag_values(["convert", str(path), "--T", "10", "--num_classes", "10",
                         "--input_shape", "10,48,48,2", f"--output={out}"])
     assert cli.main(argv, flag_values) == 0
     model = keras.saving.load_model(out, safe_mode=True)
     np.testing.assert_array_equal(model.get_layer("head_dense").bias.numpy(), state["fc.layer.module.bias"])
+    np.testing.assert_array_equal(model.get_layer("head_dense").kernel.numpy(), state["fc.layer.module.weight"].T)
+
+
+def test_pth_reader_rebuilds_tensors_of_every_layout(tmp_path):
+    from keras_dta import pth
+
+    import torch_format
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 4)).astype("float32")
+    tensors = {
+        "f32": base, "f64": base.astype("float64"), "f16": base.astype("float16"),
+        "i64": np.arange(6, dtype="int64").reshape(2, 3), "scalar": np.asarray(7, "int64"),
+        "bool": base > 0, "empty": np.zeros((0, 3), "float32"),
+        "transposed": np.asfortranarray(base),  # written contiguous, read back equal
+    }
+    torch_format.save({"model": tensors, "epoch": 2, "name": "run", "lrs": [0.1, 0.01]}, tmp_path / "c.pth")
+    loaded = pth.load(tmp_path / "c.pth")
+    assert loaded["epoch"] == 2 and loaded["name"] == "run" and loaded["lrs"] == [0.1, 0.01]
+    for key, value in tensors.items():
+        assert loaded["model"][key].dtype == value.dtype and loaded["model"][key].shape == value.shape, key
+        np.testing.assert_array_equal(loaded["model"][key], value, err_msg=key)
+    assert set(convert.read_checkpoint(str(tmp_path / "c.pth"))) == set(tensors)
+
+
+def test_pth_reader_refuses_code_and_other_files(tmp_path):
+    from keras_dta import pth
+
+    import torch_format
+
+    marker = tmp_path / "ran"
+    payload = torch_format.Reduced(torch_format.Global("os", "system"), (f"touch {marker}",))
+    torch_format.save_pickle({"state_dict": {}, "evil": payload}, tmp_path / "evil.pth")
+    with pytest.raises(pth.UnsupportedCheckpointError, match="os.system"):
+        pth.load(tmp_path / "evil.pth")
+    assert not marker.exists()
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    with pytest.raises(pth.UnsupportedCheckpointError, match="not a zip-format PyTorch checkpoint"):
+        pth.load(tmp_path / "text.pth")
+
+
+def test_pth_reader_agrees_with_torch(tmp_path):
+    torch = pytest.importorskip("torch", reason="compares keras_dta.pth with torch.load; torch is optional")
+    from keras_dta import pth
+
+    weight = torch.randn(4, 3, 3, 3)
+    state = {
+        "conv.weight": torch.nn.Parameter(weight), "t": weight.permute(1, 0, 2, 3),  # a strided view
+        "half": weight.half(), "bf16": weight.bfloat16(), "slice": weight[1:3],
+        "steps": torch.tensor(5), "mask": weight > 0,
+    }
+    torch.save({"state_dict": state, "epoch": 1}, tmp_path / "t.pth")
+    loaded = pth.load(tmp_path / "t.pth")["state_dict"]
+    for key, value in state.items():
+        expected = value.detach().float().numpy() if key == "bf16" else value.detach().numpy()
+        np.testing.assert_array_equal(loaded[key], expected, err_msg=key)

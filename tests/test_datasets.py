@@ -94,9 +94,41 @@ def test_cifar_through_tfds_load(name, classes, mean, std, tmp_path):
     assert x.min() >= -1e-5 and x.max() <= 1 + 1e-5
 
 
+def test_cifar_offline_without_data_fails_at_once_saying_where(tmp_path, monkeypatch):
+    """No prepared data and no route to the download host: a one-line error naming where tfds
+    looked and how to get the data, before tfds's minutes of retries."""
+    import time
+
+    probed = []
+    monkeypatch.setattr(datasets, "_reachable", lambda host, **_: probed.append(host) or False)
+    spec = datasets.get_dataset("cifar10")
+    start = time.monotonic()
+    with pytest.raises(datasets.DataNotFoundError) as error:
+        spec.load("train", batch_size=2, training=True, data_dir=str(tmp_path))
+    assert time.monotonic() - start < 30
+    assert probed == ["www.cs.toronto.edu"]
+    message = str(error.value)
+    assert str(tmp_path / "cifar10") in message and "tfds build cifar10" in message
+    assert "--data_dir" in message and "\n" not in message
+    # Under tfds's mock data nothing is downloaded, so nothing is probed.
+    probed.clear()
+    with tfds.testing.mock_data(num_examples=4):
+        spec.load("test", batch_size=2, training=False, data_dir=str(tmp_path))
+    assert probed == []
+
+
+def test_tfds_download_path_imports():
+    """tensorflow-datasets' builder imports `importlib_resources` without declaring it; the
+    install brings it (setup.cfg)."""
+    import importlib_resources  # noqa: F401
+    from tensorflow_datasets.core import dataset_builder
+
+    assert dataset_builder.importlib_resources.files is not None
+
+
 def test_imagenet_without_manual_download_says_where(tmp_path):
     spec = datasets.get_dataset("imagenet2012")
-    with pytest.raises(FileNotFoundError, match="downloads/manual"):
+    with pytest.raises(datasets.DataNotFoundError, match="downloads/manual"):
         spec.load("train", batch_size=2, training=True, data_dir=str(tmp_path))
 
 

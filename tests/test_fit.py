@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -62,7 +63,13 @@ def test_preset_and_dataset_option_flags(parse, tmp_path):
           "--test_fraction=0.2", "--skip_bad")
     config = fit.config_from_flags()
     assert config.preset == "cpu_small" and config.T == 2 and config.model_kwargs["stage_filters"] == [32, 64, 128]
-    assert config.dataset_kwargs == {"image_size": 24, "test_fraction": 0.2, "skip_bad": True}
+    assert config.dataset_kwargs == {"cutmix": False, "augment": False, "image_size": 24, "test_fraction": 0.2,
+                                     "skip_bad": True}
+    parse("--dataset=cifar10", "--preset=cpu_small", "--cutmix")
+    assert fit.config_from_flags().dataset_kwargs == {"cutmix": True}
+    parse("--dataset=digits", "--cutmix")
+    with pytest.raises(ValueError, match="does not take these options"):
+        fit.config_from_flags()
     parse("--dataset=cifar10_dvs", "--split_order=numeric")
     assert fit.config_from_flags().dataset_kwargs == {"order": "numeric"}
     parse("--dataset=cifar10", "--test_fraction=0.2")
@@ -185,6 +192,10 @@ def test_multi_worker_on_two_local_processes(tmp_path):
         assert proc.returncode == 0, out[-3000:]
     assert "MultiWorkerMirroredStrategy with cluster_spec" in outputs[0]
     results = json.loads((run_dir / "results.json").read_text())  # written by the chief alone
+    # Both workers end with the same trainable weights (the chief's are the ones saved).
+    # BatchNorm's moving statistics are each worker's own (README).
+    fingerprints = [re.findall(r"Final trainable weights fingerprint: (\w+)", out) for out in outputs]
+    assert fingerprints == [[results["trainable_weights_fingerprint"]]] * 2
     assert results["num_replicas"] == 2 and results["optimizer_iterations"] == 2
     assert (run_dir / "best.keras").exists() and (run_dir / "spike_stats.json").exists()
     assert not (run_dir / "workers").exists()  # the other worker cleaned up after itself

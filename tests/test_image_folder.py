@@ -292,6 +292,24 @@ def test_skip_bad_skips_and_counts(folder, caplog):
     assert x.shape[0] == y.shape[0] == 4
 
 
+def test_augment_false_trains_on_the_images_as_they_are(folder):
+    """`augment=False`: the training batches hold exactly the evaluation pipeline's images
+    (shuffled); with augmentation some are cropped or flipped."""
+    root, _ = folder
+
+    def train_and_plain(augment):
+        spec = ImageFolder(str(root), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cutmix=False, augment=augment)
+        x_train, _ = batches(spec.load("train", batch_size=7, training=True, seed=3))
+        x_plain, _ = batches(spec.load("train", batch_size=7, training=False))
+        return x_train, x_plain
+
+    x_train, x_plain = train_and_plain(False)
+    key = lambda images: sorted(images.reshape(len(images), -1).tolist())
+    assert key(x_train) == key(x_plain)
+    x_train, x_plain = train_and_plain(True)
+    assert key(x_train) != key(x_plain)
+
+
 def test_registered_with_the_paper_preset_and_the_cpu_one():
     spec = datasets.get_dataset("image_folder", image_size=16, test_fraction=0.2)
     assert isinstance(spec, ImageFolder) and (spec.image_size, spec.test_fraction) == (16, 0.2)
@@ -303,6 +321,15 @@ def test_registered_with_the_paper_preset_and_the_cpu_one():
     assert (config.learning_rate, config.momentum, config.weight_decay) == (0.1, 0.9, 5e-5)
     cpu = training.make_config("image_folder", preset="cpu_small", model_dir="unused").validate()
     assert cpu.model_kwargs["stage_filters"] == [32, 64, 128] and (cpu.T, cpu.batch_size) == (2, 64)
+    # The CPU recipe turns augmentation off where the dataset has the option; the caller's
+    # options win.
+    assert cpu.dataset_kwargs == {"cutmix": False, "augment": False} and cpu.epochs == 5
+    assert training.make_config("digits", preset="cpu_small").dataset_kwargs == {}
+    assert training.make_config("cifar10", preset="cpu_small").dataset_kwargs == {"cutmix": False}
+    mine = training.make_config("image_folder", preset="cpu_small", dataset_kwargs={"cutmix": True, "image_size": 24})
+    assert mine.dataset_kwargs == {"cutmix": True, "augment": False, "image_size": 24}
+    spec = datasets.get_dataset("image_folder", **cpu.dataset_kwargs)
+    assert not spec.cutmix and not spec.augment
     with pytest.raises(ValueError, match="preset='tiny'"):
         training.make_config("image_folder", preset="tiny")
 
@@ -374,3 +401,32 @@ def test_real_cifar10_jpegs(tmp_path):
     assert y.argmax(1).tolist() == [0] * 4 + [1] * 4 + [2] * 4
     x, y = next(iter(spec.load("train", batch_size=4, training=True, seed=0)))
     assert x.shape == (4, 32, 32, 3) and np.isfinite(x.numpy()).all()
+
+
+@pytest.mark.skipif(
+    not CIFAR10_JPEG.exists(), reason=f"the real CIFAR-10 JPEGs ({CIFAR10_JPEG}) are absent"
+)
+def test_paper_recipe_smoke_run_on_real_jpegs(tmp_path):
+    """The path a GPU user takes, a few steps of it on the CPU: `trainers/fit.py --dataset
+    image_folder` at 32x32 with the paper's recipe (MS-ResNet-18 at full width, T = 6, DTA)."""
+    import subprocess
+    import sys
+
+    root = extract_cifar10_jpeg(tmp_path / "cifar", ["airplane", "cat", "ship"], per_split=4)
+    run = tmp_path / "run"
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(repo / "trainers" / "fit.py"), "--dataset=image_folder", f"--data_dir={root}",
+           f"--model_dir={run}", "--epochs=1", "--steps_per_epoch=2", "--batch_size=2", "--eval_steps=1",
+           "--noexport", "--firing_rate_freq=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["preset"], config["model"], config["T"], config["attn"]) == ("image_folder", "ms_resnet18", 6, "dta")
+    assert config["model_kwargs"] == {} and config["epochs"] == 1
+    assert json.loads((run / "results.json").read_text())["optimizer_iterations"] == 2
+    model = keras.saving.load_model(run / "best.keras", compile=False)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
+    convs = [getattr(layer, "layer", layer) for layer in model.layers]
+    widths = [conv.filters for conv in convs if isinstance(conv, keras.layers.Conv2D)]
+    assert max(widths) == 512  # the paper's widths, not the small preset's

@@ -46,14 +46,28 @@ def test_cutmix_pasted_area_matches_label_weights():
     assert seen_partial
 
 
-def test_mixup_matches_lambda():
+def test_mixup_weights_images_and_labels_alike_with_beta_draws():
+    """MixUp's partner weight, solved from the images alone, equals the labels' weight, and
+    over many batches it is distributed as Beta(alpha, alpha)."""
+    from scipy import stats
+
     images, labels = _batch()
-    out_images, out_labels = mix_batch(
-        images, labels, mixup_alpha=0.4, cutmix_alpha=0.0, prob=1.0, seed=(3, 4)
-    )
-    partner_w = out_labels.numpy()[0, np.argmax(np.roll(labels.numpy(), 1, axis=0)[0])]
-    expected = images.numpy() * (1 - partner_w) + np.roll(images.numpy(), 1, axis=0) * partner_w
-    np.testing.assert_allclose(out_images.numpy(), expected, atol=1e-5)
+    partner_images = np.roll(images.numpy(), 1, axis=0)
+    partner_labels = np.roll(labels.numpy(), 1, axis=0)
+    alpha, weights = 0.4, []
+    for i in range(200):
+        out_images, out_labels = mix_batch(
+            images, labels, mixup_alpha=alpha, cutmix_alpha=0.0, prob=1.0, seed=(i, 4)
+        )
+        # out = (1 - w) x + w partner: w from every pixel of every example.
+        from_images = (out_images.numpy() - images.numpy()) / (partner_images - images.numpy())
+        w = float(np.median(from_images))
+        np.testing.assert_allclose(from_images, w, atol=1e-3)
+        np.testing.assert_allclose(out_labels.numpy(), labels.numpy() * (1 - w) + partner_labels * w, atol=1e-4)
+        weights.append(w)
+    # Beta(0.4, 0.4) is symmetric, so w and 1 - w have the same law.
+    assert stats.kstest(weights, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+    assert stats.kstest(weights, stats.beta(4 * alpha, 4 * alpha).cdf).pvalue < 1e-3
 
 
 def test_prob_zero_is_identity():

@@ -166,9 +166,10 @@ def test_ms_block_running_statistics_after_training_step():
     model(channels_last(f["x"]), training=True)
     for name, ref in [("block_bn1", "bn1.bn"), ("block_bn2", "bn2.bn"), ("block_shortcut_bn", "downsample.bn.bn")]:
         bn = model.get_layer(name)
-        # Keras updates the moving variance with the biased batch variance, PyTorch with the
-        # unbiased one: within 1% (REFERENCE.md).
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), f[f"train/after/{ref}.running_mean"], rtol=1e-2, atol=1e-6)
+        # The moving mean follows the same update in both (float rounding apart). Keras updates
+        # the moving variance with the biased batch variance, PyTorch with the unbiased one:
+        # within 1% (REFERENCE.md).
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), f[f"train/after/{ref}.running_mean"], rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), f[f"train/after/{ref}.running_var"], rtol=1e-2)
 
 

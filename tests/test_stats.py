@@ -195,3 +195,57 @@ def test_plot_firing_rates_writes_png(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="empty"):
         stats.plot_firing_rates({}, tmp_path / "x.png")
+
+
+def test_readme_energy_figures_follow_from_the_model():
+    """The README's energy figures for the digits model: the ANN figure is the model's own
+    (no rates involved), and the SNN figure lies between the model silent and at the quoted
+    mean rate's bounds (every spike-driven layer at rate 0 and at rate 1)."""
+    import pathlib
+    import re
+
+    from keras_dta import training
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = re.search(
+        r"digits model of the main command fires at ([\d.]+) spikes per neuron per step on average"
+        r"\s+and is estimated at ([\d.]+) uJ per image against ([\d.]+) uJ for its ANN equivalent",
+        readme,
+    )
+    assert quoted, "the README's digits energy sentence moved; update this test with it"
+    rate, snn_uj, ann_uj = map(float, quoted.groups())
+    model = training.build_model(training.make_config("digits"))
+    names = [layer.name for layer in stats.lif_layers(model)]
+    silent = stats.energy(model, dict.fromkeys(names, 0.0))
+    at_mean = stats.energy(model, dict.fromkeys(names, rate))
+    assert round(silent.ann_energy_pj / 1e6, 1) == ann_uj
+    assert silent.snn_energy_pj / 1e6 <= snn_uj <= stats.energy(model, dict.fromkeys(names, 1.0)).snn_energy_pj / 1e6
+    # Per-layer rates differ from their mean, but not so much that the estimate doubles.
+    assert 0.5 < snn_uj / (at_mean.snn_energy_pj / 1e6) < 2
+
+
+def test_readme_cifar_energy_follows_from_the_quoted_rates():
+    """The README's CIFAR-10 run (`cpu_small`, 32x32, 10 classes): its energy figures are what
+    `stats.energy` gives for the model with the per-layer firing rates the README quotes."""
+    import pathlib
+    import re
+
+    from keras_dta import training
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rates_line = re.search(r"firing rates of the best model: (.+)", readme)
+    energy_line = re.search(r"energy per image: SNN ([\d.]+) uJ, ANN equivalent ([\d.]+) uJ", readme)
+    assert rates_line and energy_line, "the README's CIFAR-10 curve moved; update this test with it"
+    rates = {name: float(value) for name, value in (pair.rsplit(" ", 1) for pair in rates_line.group(1).split(", "))}
+
+    class Cifar10Folder:
+        num_classes = 10
+
+        def input_shape(self, T=None):
+            return (32, 32, 3)
+
+    model = training.build_model(training.make_config("image_folder", preset="cpu_small"), Cifar10Folder())
+    assert set(rates) == {layer.name for layer in stats.lif_layers(model)}
+    report = stats.energy(model, rates)
+    assert round(report.snn_energy_pj / 1e6, 1) == float(energy_line.group(1))
+    assert round(report.ann_energy_pj / 1e6, 1) == float(energy_line.group(2))

@@ -44,11 +44,12 @@ def tiny_config(tmp_path, dataset="digits", **overrides):
 # --- optimizer ----------------------------------------------------------------
 
 
-def test_coupled_sgd_matches_pytorch_update():
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_coupled_sgd_matches_pytorch_update(nesterov):
     """Several steps of CoupledSGD against torch.optim.SGD's closed form in numpy."""
     lr0, momentum, wd, steps = 0.1, 0.9, 0.05, 6
     schedule = keras.optimizers.schedules.CosineDecay(lr0, decay_steps=steps)
-    optimizer = training.CoupledSGD(schedule, momentum=momentum, l2_weight_decay=wd)
+    optimizer = training.CoupledSGD(schedule, momentum=momentum, l2_weight_decay=wd, nesterov=nesterov)
     rng = np.random.default_rng(0)
     target = rng.normal(size=(3, 2)).astype("float32")
     w0 = rng.normal(size=(3, 2)).astype("float32")
@@ -58,11 +59,11 @@ def test_coupled_sgd_matches_pytorch_update():
     for step in range(steps):
         grad = 2 * (var.numpy() - target)  # d/dw of sum((w - target)^2)
         optimizer.apply_gradients([(tf.constant(grad), var)])
-        # torch.optim.SGD(lr, momentum, weight_decay), dampening 0, no nesterov:
+        # torch.optim.SGD(lr, momentum, weight_decay, nesterov), dampening 0:
         lr = lr0 * 0.5 * (1 + np.cos(np.pi * step / steps))
         g = 2 * (w - target) + wd * w
         buf = momentum * buf + g
-        w = w - lr * buf
+        w = w - lr * (g + momentum * buf if nesterov else buf)
         np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-6)
     assert int(optimizer.iterations) == steps
 
@@ -257,12 +258,17 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, digits_run):
     assert resumed["optimizer_iterations"] == config.epochs * config.steps_per_epoch
     with open(os.path.join(config.model_dir, "history.csv")) as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
-    # Weights are not compared with the uninterrupted run's: the digits pipeline's random
-    # crop is not reproducible under a seed (issue 10, item 5), and a resumed run restarts
-    # tf.data from its first batch, so the two runs see different batches.
     # The schedule ran to its end: the last learning rate is 0.
     model = keras.saving.load_model(os.path.join(config.model_dir, "last.keras"))
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-8)
+    # The interrupted run ends where the uninterrupted one does: the same weights (BatchNorm
+    # statistics included) and optimizer state (momentum, step). A resume that re-initialised
+    # the weights, zeroed the momentum or restarted the data stream would differ.
+    reference = keras.saving.load_model(os.path.join(uninterrupted_config.model_dir, "last.keras"))
+    for got, want in zip(model.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
+    for got, want in zip(model.optimizer.variables, reference.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
 
 
 def test_tet_loss_trains_and_exports_mean_logits(tmp_path):

@@ -21,7 +21,14 @@ Keras model's per LIF layer.
 
 SavedModel: a `serve` signature taking the model's input and returning the logits; the output
 directory is replaced only once the new export has been written completely.
+
+Export traces the model with TensorFlow, so this program runs on the TensorFlow backend
+whatever KERAS_BACKEND says (started on another backend, it runs itself again on TensorFlow):
+a `.keras` file trained on JAX exports the same way.
 """
+
+import os
+import sys
 
 from absl import app, flags, logging
 
@@ -131,8 +138,21 @@ def main(argv):
     return 0
 
 
+def _rerun_on_tensorflow(default_format):
+    """Replaces this process by the same command on the TensorFlow backend."""
+    argv = [sys.executable, "-m", "keras_dta.cli.export"]
+    if default_format is not None and not any(a.startswith("--format") for a in sys.argv[1:]):
+        argv.append(f"--format={default_format}")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    os.execve(sys.executable, [*argv, *sys.argv[1:]], env)
+
+
 def run(default_format=None):
     """The `keras-dta-export` entry point; `default_format` presets `--format`."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        _rerun_on_tensorflow(default_format)
     if default_format is not None:
         FLAGS.set_default("format", default_format)
     flags.mark_flags_as_required(["model", "output"])

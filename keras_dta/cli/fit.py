@@ -59,14 +59,16 @@ flags.DEFINE_enum("mixed_precision", "float32", list(training.PRECISIONS), "Dtyp
 flags.DEFINE_bool(
     "jit_compile",
     None,
-    "Compile the training step with XLA (default: on GPUs only; on CPUs XLA is slower here).",
+    "Compile the training step with XLA (default: on JAX always; on TensorFlow on GPUs only, "
+    "as its XLA step is slower on CPUs).",
 )
 flags.DEFINE_enum(
     "distribute",
     "auto",
     list(training.DISTRIBUTE_KINDS),
-    "auto: all GPUs when there are 2 or more; mirrored: MirroredStrategy; "
-    "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG; none.",
+    "auto: all GPUs when there are 2 or more; mirrored: all local devices (MirroredStrategy; "
+    "on JAX keras.distribution.DataParallel); multi_worker: MultiWorkerMirroredStrategy from "
+    "TF_CONFIG (on JAX: keras.distribution.initialize from KERAS_DISTRIBUTION_*); none.",
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("loss", "ce", list(training.LOSSES), "ce on mean-over-time logits, or tet.")
@@ -105,8 +107,16 @@ flags.DEFINE_enum(
     "split_order", None, ["name", "numeric"], "cifar10_dvs: order of the recordings before the "
     "9:1 split (default 'name': the published split)."
 )
+flags.DEFINE_bool(
+    "cutmix", None, "cifar10, cifar100, image_folder: CutMix on training batches (default: the preset's; "
+    "on in the paper's recipe, off in cpu_small)."
+)
+flags.DEFINE_bool(
+    "augment", None, "image_folder: crop and flip training images (default: the preset's; on in the "
+    "paper's recipe, off in cpu_small)."
+)
 _DATASET_OPTIONS = {"image_size": "image_size", "test_fraction": "test_fraction", "skip_bad": "skip_bad",
-                    "split_order": "order"}
+                    "split_order": "order", "cutmix": "cutmix", "augment": "augment"}
 
 
 def config_from_flags():

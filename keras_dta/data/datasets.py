@@ -16,6 +16,7 @@ when it is asked for.
 """
 
 import os
+import socket
 
 from keras_dta.data import pipeline
 
@@ -29,6 +30,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+# Where tensorflow-datasets downloads CIFAR from (its builders' URLs).
+_CIFAR_HOST = "www.cs.toronto.edu"
+
+
+class DataNotFoundError(ValueError):
+    """A dataset is neither on disk nor downloadable from here."""
+
+
+def _reachable(host, port=443, timeout=5.0):
+    """Whether a TCP connection to `host` opens within `timeout` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def register_dataset(name, factory):
@@ -50,6 +66,18 @@ def check_dataset(name):
             f"Unknown dataset. Expected one of {available_datasets()}. "
             f"Received: dataset={name!r}"
         )
+
+
+def dataset_options(name):
+    """The names of the options (constructor arguments) the dataset `name` takes."""
+    import inspect
+
+    check_dataset(name)
+    factory = _REGISTRY[name]
+    if hasattr(factory, "dataset_class"):  # a lazy factory names the class it builds
+        factory = factory.dataset_class()
+    parameters = inspect.signature(factory).parameters.values()
+    return {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"data_dir"}
 
 
 def get_dataset(name, **kwargs):
@@ -172,6 +200,9 @@ class TfdsImages:
             under `tfds.testing.mock_data`, so the sizes are stated here).
         imagenet: use the ImageNet pipeline rather than the CIFAR one.
         cutmix: apply CutMix to training batches.
+        download_host: the host tensorflow-datasets downloads the data from; when the
+            data is not prepared in `data_dir` and this host cannot be reached, `load`
+            fails at once (`DataNotFoundError`) rather than after tfds's retries.
     """
 
     def __init__(
@@ -185,6 +216,7 @@ class TfdsImages:
         eval_split="test",
         imagenet=False,
         cutmix=True,
+        download_host=None,
     ):
         self.name = name
         self.tfds_name = tfds_name
@@ -195,6 +227,7 @@ class TfdsImages:
         self.eval_split = eval_split
         self.imagenet = imagenet
         self.cutmix = cutmix
+        self.download_host = download_host
 
     def input_shape(self, T=None):
         return (224, 224, 3) if self.imagenet else (32, 32, 3)
@@ -220,13 +253,32 @@ class TfdsImages:
             f for f in _IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))
         ]
         if missing:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 "ImageNet (imagenet2012) cannot be downloaded automatically: get "
                 f"{', '.join(_IMAGENET_MANUAL_FILES)} from https://image-net.org/ "
                 f"and put them in {manual_dir}/ (that is, <data_dir>/downloads/manual/), "
                 f"then rerun; tensorflow-datasets prepares the data on first use. "
                 f"Missing: {missing}. Received: data_dir={data_dir!r}"
             )
+
+    def _check_downloadable(self, data_dir):
+        """Fails at once, saying where tfds looked, when the data is not prepared there and
+        its download host cannot be reached."""
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(self.tfds_name, data_dir=data_dir)
+        # Under `tfds.testing.mock_data` nothing is downloaded (its no-op replaces the method).
+        mocked = tfds.core.DatasetBuilder.download_and_prepare.__name__ != "download_and_prepare"
+        if mocked or builder.is_prepared():
+            return
+        if self.download_host is None or _reachable(self.download_host):
+            return
+        raise DataNotFoundError(
+            f"{self.name} is not prepared in {builder.data_dir} and cannot be downloaded: "
+            f"{self.download_host} is not reachable from this machine. On a machine with "
+            f"network run `tfds build {self.tfds_name} --data_dir DIR` (or train there once), "
+            f"copy DIR here and pass --data_dir DIR. Received: data_dir={data_dir!r}"
+        )
 
     def load(
         self,
@@ -245,6 +297,8 @@ class TfdsImages:
         self.num_examples(split)  # validates the split
         if self.imagenet:
             self._check_imagenet_files(data_dir)
+        else:
+            self._check_downloadable(data_dir)
         read_config = tfds.ReadConfig(shuffle_seed=seed)
         ds = tfds.load(
             self.tfds_name,
@@ -358,24 +412,28 @@ class Cifar10DVS:
 register_dataset("digits", Digits)
 register_dataset(
     "cifar10",
-    lambda: TfdsImages(
+    lambda cutmix=True: TfdsImages(
         "cifar10",
         "cifar10",
         10,
         CIFAR10_MEAN,
         CIFAR10_STD,
         {"train": 50_000, "test": 10_000},
+        cutmix=cutmix,
+        download_host=_CIFAR_HOST,
     ),
 )
 register_dataset(
     "cifar100",
-    lambda: TfdsImages(
+    lambda cutmix=True: TfdsImages(
         "cifar100",
         "cifar100",
         100,
         CIFAR100_MEAN,
         CIFAR100_STD,
         {"train": 50_000, "test": 10_000},
+        cutmix=cutmix,
+        download_host=_CIFAR_HOST,
     ),
 )
 register_dataset(
@@ -395,10 +453,17 @@ register_dataset(
 register_dataset("cifar10_dvs", Cifar10DVS)
 
 
-def _image_folder(**kwargs):
+def _image_folder_class():
     from keras_dta.data.image_folder import ImageFolder  # imports this module: lazily
 
-    return ImageFolder(**kwargs)
+    return ImageFolder
+
+
+def _image_folder(**kwargs):
+    return _image_folder_class()(**kwargs)
+
+
+_image_folder.dataset_class = _image_folder_class  # what `dataset_options` inspects
 
 
 register_dataset("image_folder", _image_folder)

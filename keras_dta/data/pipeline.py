@@ -1,8 +1,6 @@
 """The tf.data pieces every image dataset shares: one-hot labels, keyed stateless
 augmentation, batching with the NaN check and the multi-worker options."""
 
-from keras_dta.data import mixing
-
 
 def one_hot(labels, num_classes, label_smoothing):
     import tensorflow as tf
@@ -76,6 +74,8 @@ def batch_mixer(cutmix):
         if not cutmix:
             return x, y
         # The reference draws CutMix's coin once per epoch; mix_batch draws it per batch.
+        from keras_dta.data import mixing  # TensorFlow at import: only when data is mixed
+
         return mixing.mix_batch(x, y, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.5, seed=key_seed(keys[0], 3))
 
     return mix

@@ -17,8 +17,9 @@ def require_tensorflow_backend():
 
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
-            "Export traces the model with TensorFlow; set KERAS_BACKEND=tensorflow. "
-            f"Received: backend={keras.backend.backend()!r}"
+            "Export traces the model with TensorFlow; set KERAS_BACKEND=tensorflow, or export "
+            "the saved `.keras` file with `keras-dta-export` (it runs on TensorFlow whatever "
+            f"the backend that trained the model). Received: backend={keras.backend.backend()!r}"
         )
 
 

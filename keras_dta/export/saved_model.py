@@ -1,6 +1,10 @@
-"""TF SavedModel export for serving."""
+"""TF SavedModel export for serving (from any Keras backend: see `export_saved_model`)."""
 
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 
 from keras_dta import files
 from keras_dta.export._common import SERVING_ENDPOINT, as_model, input_spec, require_tensorflow_backend
@@ -35,12 +39,46 @@ def export_saved_model(model, output_dir, batch_size=None):
             new export has been written completely.
         batch_size: int or None (any batch).
 
+    On another backend than TensorFlow (a run trained on JAX), the model is saved as a
+    `.keras` file and exported by `keras-dta-export --format saved_model` in a TensorFlow
+    process (TensorFlow must be installed).
+
     Returns:
         The absolute path of the SavedModel.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _export_in_tensorflow_process(model, output_dir, batch_size)
     require_tensorflow_backend()
     model = as_model(model)
     input_spec(model, batch_size)  # validate before writing anything
     path = files.replace_dir(lambda tmp: write_saved_model(model, tmp, batch_size), output_dir)
     logger.info("Wrote the SavedModel %s", path)
     return path
+
+
+def _export_in_tensorflow_process(model, output_dir, batch_size):
+    """`export_saved_model` in a subprocess on the TensorFlow backend."""
+    with tempfile.TemporaryDirectory(prefix="keras_dta_export_") as tmp:
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+        else:
+            path = os.path.join(tmp, "model.keras")
+            model.save(path)
+        command = [
+            sys.executable, "-m", "keras_dta.cli.export", "--format", "saved_model",
+            "--model", path, "--output", os.fspath(output_dir),
+        ]
+        if batch_size is not None:
+            command += ["--batch_size", str(batch_size)]
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        logger.info("Exporting the SavedModel in a TensorFlow process: %s", " ".join(command))
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(
+            f"The SavedModel export in a TensorFlow process failed (exit {done.returncode}): "
+            f"{tail}"
+        )
+    return os.path.abspath(output_dir)

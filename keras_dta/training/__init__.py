@@ -1,4 +1,5 @@
-"""Training DTA-SNNs: the recipe of the paper (Table 4) on Keras 3 / TensorFlow.
+"""Training DTA-SNNs: the recipe of the paper (Table 4) on Keras 3, on the TensorFlow or
+the JAX backend.
 
 `train(config)` builds the dataset, the model, the optimizer and the callbacks
 from a `TrainConfig`, runs `model.fit`, and leaves a run directory (see
@@ -14,10 +15,12 @@ is the preset's batch size.
 A run killed at any point and restarted with the same configuration resumes
 from its step checkpoint (`keras_dta.training.checkpoint`), and ends with the same
 number of epochs, optimizer iterations and learning-rate schedule as an
-uninterrupted run; its files describe the same epochs after a kill at any point.
+uninterrupted run (seeded, on one device: the same weights, as the input pipeline
+continues its stream); its files describe the same epochs after a kill at any point.
 
 Modules: `config` (TrainConfig, make_config), `presets` (the recipes),
-`distribute` (strategy, chief, XLA, multi-worker fit), `run_dir` (the run
+`distribute` (strategy, chief, XLA, multi-worker fit), `jax_parallel` (data-parallel
+on JAX devices), `run_dir` (the run
 directory), `checkpoint` (the step checkpoint, the commit order of a run's files),
 `callbacks`, `loop` (`train`).
 """
@@ -47,6 +50,8 @@ from keras_dta.training.distribute import (
 from keras_dta.training.loop import (
     SPIKE_STATS_BATCHES,
     build_model,
+    compile_model,
+    dtype_policy,
     make_loss,
     make_optimizer,
     train,
@@ -76,7 +81,9 @@ __all__ = [
     "available_presets",
     "build_model",
     "cluster_task",
+    "compile_model",
     "config_fields",
+    "dtype_policy",
     "get_preset",
     "make_config",
     "make_loss",

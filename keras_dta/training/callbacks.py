@@ -4,6 +4,7 @@ checkpoint and keep the best and the last model."""
 import logging
 import math
 import os
+import time
 
 import keras
 
@@ -89,6 +90,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.ran = False  # whether an epoch ended in this process
         self._epoch = 0
 
+    def on_train_begin(self, logs=None):
+        # Wall time of the run so far (training and evaluation, over every resume).
+        self._started = time.monotonic()
+        self._seconds_before = self.progress.get("seconds", 0.0)
+
+    def _seconds(self):
+        return round(self._seconds_before + time.monotonic() - self._started, 1)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
@@ -101,11 +110,12 @@ class RunCheckpoint(keras.callbacks.Callback):
             return
         step = iterations(self.model.optimizer)
         if step % self.backup_freq == 0 and step % self.steps_per_epoch:
-            self.progress = {**self.progress, "step": step}
+            self.progress = {**self.progress, "step": step, "seconds": self._seconds()}
             self.store.save(self.model, self.progress, epoch=self._epoch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         values = {k: float(v) for k, v in (logs or {}).items()}
+        seconds = self._seconds()
         record = {"epoch": epoch + 1, **values}
         best = self.progress["best"]
         value = values.get(self.monitor)
@@ -118,7 +128,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             "step": iterations(self.model.optimizer),
             "epochs_done": epoch + 1,
             "best": best,
-            "history": [*self.progress["history"], {"epoch": epoch, **values}],
+            "history": [
+                *self.progress["history"], {"epoch": epoch, **values, "elapsed_s": seconds}
+            ],
+            "seconds": seconds,
         }
         files.crash_test_point("before_commit", epoch + 1)
         self.store.save(self.model, progress, epoch=epoch + 1)  # the commit point

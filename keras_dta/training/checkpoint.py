@@ -2,7 +2,8 @@
 
 One HDF5 file, `backup/latest.weights.h5`, holds the model's variables, the optimizer's
 variables (its step count among them) and the run's progress as JSON: the step, the
-epochs done, the best record so far and the rows of `history.csv`. It is written to a
+epochs done, the best record so far, the wall time so far and the rows of `history.csv`
+(each with `elapsed_s`, the run's wall time at that epoch's end). It is written to a
 temporary name and renamed; the one it replaces is kept as `backup/previous.weights.h5`.
 Only public Keras APIs are used (`model.weights`, `optimizer.variables`, `Variable.assign`),
 so it works on every backend.
@@ -37,7 +38,7 @@ _FORMAT = 1
 
 def new_progress():
     """The progress of a run that has not started."""
-    return {"step": 0, "epochs_done": 0, "best": None, "history": []}
+    return {"step": 0, "epochs_done": 0, "best": None, "history": [], "seconds": 0.0}
 
 
 def _numpy(variable):

@@ -68,8 +68,9 @@ class TrainConfig:
         eval_steps: evaluation steps; `None` for the whole test split.
         backup_freq: `"epoch"` or a number of steps between backups.
         mixed_precision: dtype policy, one of `PRECISIONS`.
-        jit_compile: compile the train step with XLA; `None` for XLA exactly
-            when training on GPUs (on CPUs it compiles slowly and runs slower).
+        jit_compile: compile the train step with XLA; `None`: always on JAX,
+            on TensorFlow exactly when training on GPUs (on CPUs its XLA step
+            compiles slowly and runs slower).
         distribute: one of `DISTRIBUTE_KINDS`.
         seed: random seed.
         export: write a SavedModel of the best model at the end.
@@ -209,8 +210,13 @@ def make_config(dataset="digits", **overrides):
         raise ValueError(f"Unknown configuration fields. Received: {unknown}")
     name = overrides.get("preset") or dataset
     preset = presets.get_preset(name)
-    values = {"dataset": dataset, "model_dir": os.path.join("runs", dataset), "preset": name, "dataset_kwargs": {}}
+    # A recipe's dataset options apply to the datasets that take them (`cpu_small` turns
+    # CutMix off where there is CutMix); the caller's are checked strictly, and win.
+    taken = datasets.dataset_options(dataset)
+    recipe_options = {k: v for k, v in preset.pop("dataset_kwargs", {}).items() if k in taken}
+    values = {"dataset": dataset, "model_dir": os.path.join("runs", dataset), "preset": name}
     values.update(preset)
     values["base_batch_size"] = preset["batch_size"]
     values.update({k: v for k, v in overrides.items() if v is not None})
+    values["dataset_kwargs"] = {**recipe_options, **(overrides.get("dataset_kwargs") or {})}
     return TrainConfig(**values)

@@ -1,5 +1,6 @@
-"""Distribution: the `tf.distribute` strategy, the chief of a cluster, the XLA choice,
-and `fit` under `MultiWorkerMirroredStrategy`.
+"""Distribution: the `tf.distribute` strategy (on JAX, `keras.distribution.DataParallel`:
+`keras_dta.training.jax_parallel`), the chief of a cluster, the XLA choice, and `fit` under
+`MultiWorkerMirroredStrategy`.
 
 The multi-worker workaround is the one place where the trainer reaches into Keras
 internals (`keras.src.backend.tensorflow.trainer`); it is guarded by the Keras version it
@@ -14,6 +15,7 @@ import os
 
 import keras
 
+from keras_dta.training import jax_parallel
 from keras_dta.training.config import DISTRIBUTE_KINDS
 
 logger = logging.getLogger(__name__)
@@ -26,8 +28,15 @@ class MultiWorkerUnsupportedError(RuntimeError):
     """Keras's `fit` failed under `MultiWorkerMirroredStrategy` (a Keras 3 bug)."""
 
 
+def _on_jax():
+    return keras.backend.backend() == "jax"
+
+
 def cluster_task():
-    """(task_type, task_index, is_chief) from TF_CONFIG; a single worker is chief."""
+    """(task_type, task_index, is_chief) from TF_CONFIG (on JAX: the process index); a
+    single worker is chief."""
+    if _on_jax():
+        return jax_parallel.cluster_task()
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = tf_config.get("task") or {}
     cluster = tf_config.get("cluster") or {}
@@ -39,7 +48,7 @@ def cluster_task():
 
 
 def make_strategy(kind):
-    """A `tf.distribute` strategy.
+    """A `tf.distribute` strategy (on JAX: a `jax_parallel.JaxDataParallel`).
 
     Args:
         kind: `"auto"`: `MirroredStrategy` over all visible GPUs when there are
@@ -47,15 +56,18 @@ def make_strategy(kind):
             strategy; `"mirrored"`: `MirroredStrategy` over all GPUs, or over
             all logical CPU devices when there is no GPU; `"multi_worker"`:
             `MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
-            environment variable.
+            environment variable. On JAX the same kinds over JAX devices
+            (`jax_parallel.make_distribution`).
     """
-    import tensorflow as tf
-
     if kind not in DISTRIBUTE_KINDS:
         raise ValueError(
             f"Unknown distribute. Expected one of {list(DISTRIBUTE_KINDS)}. "
             f"Received: distribute={kind!r}"
         )
+    if _on_jax():
+        return jax_parallel.make_distribution(kind)
+    import tensorflow as tf
+
     if kind == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError(
@@ -71,7 +83,11 @@ def make_strategy(kind):
 
 
 def resolve_jit_compile(jit_compile, strategy):
-    """XLA or not: `None` means on GPUs only; off for several replicas on CPUs."""
+    """XLA or not. `None`: on JAX always (JAX runs uncompiled steps op by op, many times
+    slower); on TensorFlow on GPUs only (on CPUs its XLA step is slower than the graph).
+    TensorFlow with several replicas on CPUs runs without XLA."""
+    if _on_jax():
+        return True if jit_compile is None else bool(jit_compile)
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")
@@ -126,6 +142,10 @@ def multi_worker_fit_fixes(model, strategy):
     `keras.src.backend.tensorflow.trainer.reduce_per_replica` while `fit` runs and warns
     on a Keras newer than `MULTI_WORKER_FIX_CHECKED_ON`.
     """
+    if _on_jax():
+        with strategy.scope():  # Keras's JAX trainer splits the batches of the current distribution
+            yield
+        return
     import tensorflow as tf
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -160,13 +180,11 @@ def multi_worker_fit_fixes(model, strategy):
 
 def fit(model, strategy, *args, **kwargs):
     """`model.fit`, with the multi-worker fixes, and a clear error if they fall short."""
-    import tensorflow as tf
-
     try:
         with multi_worker_fit_fixes(model, strategy):
             return model.fit(*args, **kwargs)
     except ValueError as error:
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and "PerReplica" in str(error):
+        if "PerReplica" in str(error) and _is_multi_worker(strategy):
             raise MultiWorkerUnsupportedError(
                 f"Keras {keras.__version__}'s model.fit does not run under "
                 "MultiWorkerMirroredStrategy (keras-team/keras#20585, "
@@ -175,6 +193,12 @@ def fit(model, strategy, *args, **kwargs):
                 "with --distribute=mirrored (all its GPUs)."
             ) from error
         raise
+
+
+def _is_multi_worker(strategy):
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def evaluate(model, strategy, data, steps):

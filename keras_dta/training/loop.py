@@ -90,13 +90,13 @@ class _Run:
     write_dir: str
     spec: object = None
     steps_per_epoch: int = None
-    train_ds: object = None
     eval_ds: object = None
     stats_data: object = None
 
 
 @contextlib.contextmanager
-def _dtype_policy(name):
+def dtype_policy(name):
+    """Sets the global Keras dtype policy `name` (`float32`, `mixed_bfloat16`, ...) within."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(name)
     try:
@@ -107,16 +107,53 @@ def _dtype_policy(name):
 
 def _load_datasets(run):
     config, spec = run.config, run.spec
+    replicas = run.strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"The global batch is split evenly over the {replicas} devices: give a multiple "
+            f"of {replicas}. Received: batch_size={config.batch_size}"
+        )
     num_train = spec.num_examples("train", config.data_dir, T=config.T)
     run.steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
-    load_kwargs = dict(
-        batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed, T=config.T
-    )
-    run.train_ds = spec.load(
-        "train", training=True, label_smoothing=config.label_smoothing, **load_kwargs
-    ).repeat()
-    run.eval_ds = spec.load(spec.eval_split, training=False, **load_kwargs)
+    run.eval_ds = spec.load(spec.eval_split, training=False, **_load_kwargs(config))
+    if keras.backend.backend() == "jax" and replicas > 1:
+        run.eval_ds = _whole_batches_for_jax(run.eval_ds, spec, config, replicas)
     run.stats_data = run.eval_ds.take(SPIKE_STATS_BATCHES)
+
+
+def _whole_batches_for_jax(eval_ds, spec, config, replicas):
+    """JAX splits every batch evenly over the devices: a last test batch that does not split
+    is left out, and the log says how many examples are evaluated."""
+    num_eval = spec.num_examples(spec.eval_split, config.data_dir, T=config.T)
+    remainder = num_eval % config.batch_size
+    if remainder % replicas == 0:
+        return eval_ds
+    logger.warning(
+        "Evaluating %d of the %d %s examples: the last %d do not split over %d devices "
+        "(choose a batch size that leaves a multiple of %d to evaluate them all).",
+        num_eval - remainder, num_eval, spec.eval_split, remainder, replicas, replicas,
+    )
+    return eval_ds.take(num_eval // config.batch_size)
+
+
+def _load_kwargs(config):
+    return dict(batch_size=config.batch_size, data_dir=config.data_dir, seed=config.seed, T=config.T)
+
+
+def _train_data(run, start_step):
+    """The training batches from global step `start_step` on, as an uninterrupted run sees
+    them: a new pipeline (its random streams start as in a fresh run) with the batches
+    already trained skipped, so a resumed seeded run ends with the uninterrupted run's
+    weights. Skipping prepares those batches without training on them (their decoding and
+    augmentation), a small cost next to training them."""
+    config = run.config
+    data = run.spec.load(
+        "train", training=True, label_smoothing=config.label_smoothing, **_load_kwargs(config)
+    ).repeat()
+    if start_step:
+        logger.info("Skipping the %d batches already trained, to continue the data stream.", start_step)
+        data = data.skip(start_step)
+    return data
 
 
 def _log_plan(run, jit_compile):
@@ -133,20 +170,36 @@ def _log_plan(run, jit_compile):
     )
 
 
-def _compile_model(run, jit_compile):
-    config = run.config
-    with run.strategy.scope():
-        model = build_model(config, run.spec)
-        model.compile(
-            optimizer=make_optimizer(config, run.steps_per_epoch),
-            loss=make_loss(config.loss),
-            metrics=[MeanOverTimeAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
-        # Optimizer variables are created here, inside the strategy's
-        # scope, before a backup is restored into them.
-        model.optimizer.build(model.trainable_variables)
+def compile_model(config, steps_per_epoch, spec=None, jit_compile=False):
+    """The model of `config`, compiled as the trainer trains it: `CoupledSGD` with the cosine
+    schedule over `config.epochs * steps_per_epoch` steps, the loss, the mean-over-time
+    accuracy, and the optimizer's variables built.
+
+    Call it inside the distribution's scope and the dtype policy of the run (as `train` does);
+    `benchmarks/gpu_jax.py` times the step of the model it returns.
+
+    Args:
+        config: a `TrainConfig`.
+        steps_per_epoch: steps of an epoch (the schedule's length).
+        spec: the dataset (default: `config`'s).
+        jit_compile: compile the step with XLA.
+    """
+    model = build_model(config, spec)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=make_loss(config.loss),
+        metrics=[MeanOverTimeAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    # Optimizer variables are created here, inside the strategy's scope, before a
+    # backup is restored into them.
+    model.optimizer.build(model.trainable_variables)
     return model
+
+
+def _compile_model(run, jit_compile):
+    with run.strategy.scope():
+        return compile_model(run.config, run.steps_per_epoch, run.spec, jit_compile)
 
 
 def _make_callbacks(run, run_checkpoint, extra):
@@ -213,16 +266,19 @@ def _fit_rest(run, model, epoch, step_in_epoch, fit_callbacks, verbose):
         verbose=verbose,
         shuffle=False,  # the datasets shuffle themselves
     )
+    # Each `fit` call iterates its dataset afresh: each gets a pipeline that starts where the
+    # data stream stands.
     if step_in_epoch and epoch < config.epochs:
         distribute.fit(
-            model, run.strategy, run.train_ds, initial_epoch=epoch, epochs=epoch + 1,
-            steps_per_epoch=steps - step_in_epoch, **fit_kwargs,
+            model, run.strategy, _train_data(run, epoch * steps + step_in_epoch),
+            initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - step_in_epoch,
+            **fit_kwargs,
         )
         epoch += 1
     if epoch < config.epochs:
         distribute.fit(
-            model, run.strategy, run.train_ds, initial_epoch=epoch, epochs=config.epochs,
-            steps_per_epoch=steps, **fit_kwargs,
+            model, run.strategy, _train_data(run, epoch * steps), initial_epoch=epoch,
+            epochs=config.epochs, steps_per_epoch=steps, **fit_kwargs,
         )
 
 
@@ -250,6 +306,23 @@ def _write_spike_stats(best_path, data, json_path, png_path):
     return rates
 
 
+def weights_fingerprint(model):
+    """A short hash of the model's trainable variables (values, shapes, dtypes): equal
+    fingerprints, equal weights. Every worker of a data-parallel run logs the same one.
+    (BatchNorm's moving statistics are left out: under `tf.distribute` each worker keeps
+    its own, from its own batches, and the chief's are saved.)"""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for variable in model.trainable_variables:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value))
+        digest.update(f"{variable.path}:{value.dtype}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _results(run, model, progress):
     config = run.config
     rows = progress["history"]
@@ -264,6 +337,7 @@ def _results(run, model, progress):
         "optimizer_iterations": iterations(model.optimizer),
         "learning_rate": config.scaled_learning_rate,
         "num_replicas": run.strategy.num_replicas_in_sync,
+        "trainable_weights_fingerprint": weights_fingerprint(model),
         "paths": run.paths.describe(export=config.export),
     }
 
@@ -276,6 +350,7 @@ def _finalize(run, model, run_checkpoint):
     """
     config, paths = run.config, run.paths
     results = _results(run, model, run_checkpoint.progress)
+    logger.info("Final trainable weights fingerprint: %s", results["trainable_weights_fingerprint"])
     if not os.path.exists(run_checkpoint.best_path):
         files.save_model(model, run_checkpoint.best_path)
     if run.is_chief:
@@ -360,5 +435,5 @@ def train(config, *, callbacks=None, verbose="auto"):
         write_dir = os.path.join(config.model_dir, "workers", f"{task_type}_{task_index}")
     os.makedirs(write_dir, exist_ok=True)
     run = _Run(config=config, paths=paths, strategy=strategy, is_chief=is_chief, write_dir=write_dir)
-    with _dtype_policy(config.mixed_precision):
+    with dtype_policy(config.mixed_precision):
         return _train_in_policy(run, callbacks, verbose)
