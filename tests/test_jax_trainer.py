@@ -57,20 +57,16 @@ def _history(run_dir):
 
 def test_jax_run_on_two_devices_ends_with_the_tensorflow_artifacts(tmp_path):
     """`KERAS_BACKEND=jax trainers/fit.py --distribute mirrored`: compiled, data-parallel, it
-    trains, resumes, and ends with the SavedModel, statistics and a TFLite export of its
-    `.keras` file, all made on TensorFlow from the JAX run."""
+    trains and ends with the SavedModel, statistics and a TFLite export of its `.keras` file,
+    all made on TensorFlow from the JAX run. (The step checkpoint a resume reads is tested on
+    JAX in test_jax_backend.py.)"""
     import keras
 
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "trainers" / "fit.py"), f"--model_dir={run_dir}", "--epochs=3",
            "--steps_per_epoch=15", "--batch_size=16", "--distribute=mirrored", "--seed=1"]
-    # Killed once just after epoch 1 is committed, then rerun: it resumes on JAX.
-    killed = subprocess.run(cmd, cwd=tmp_path, env=jax_env(KERAS_DTA_TEST_KILL_AT="after_commit:1"),
-                            capture_output=True, text=True, timeout=600)
-    assert killed.returncode != 0 and not (run_dir / "results.json").exists(), killed.stderr[-2000:]
     proc = run(cmd, jax_env(), tmp_path)
     assert "jit_compile=True" in proc.stderr and "on 2 replica(s)" in proc.stderr
-    assert "Resuming after epoch 1 of 3" in proc.stderr
 
     results = json.loads((run_dir / "results.json").read_text())
     assert results["num_replicas"] == 2 and results["optimizer_iterations"] == 45
