@@ -508,3 +508,30 @@ def test_digits_images_and_labels_stay_paired_and_a_short_run_learns(tmp_path):
         distribute="none", jit_compile=False,
     ).validate()
     assert training.train(config, verbose=0)["test_accuracy"] > 0.6
+
+
+def test_history_records_the_run_wall_time(digits_run):
+    config, _ = digits_run
+    with open(os.path.join(config.model_dir, "history.csv")) as f:
+        elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
+    assert len(elapsed) == config.epochs and 0 < elapsed[0] < elapsed[-1]
+
+
+def test_a_last_test_batch_that_does_not_split_over_jax_devices_is_left_out(tmp_path, caplog):
+    from keras_dta.training import loop
+
+    class Spec:
+        eval_split = "test"
+        size = 13
+
+        def num_examples(self, split, data_dir=None, T=None):
+            return self.size
+
+    config = tiny_config(tmp_path, batch_size=4)
+    batches = tf.data.Dataset.range(13).batch(4)  # 4, 4, 4, 1
+    with caplog.at_level("WARNING"):
+        kept = loop._whole_batches_for_jax(batches, Spec(), config, replicas=2)
+    assert [len(b) for b in kept] == [4, 4, 4] and "Evaluating 12 of the 13 test examples" in caplog.text
+    spec = Spec()
+    spec.size = 14  # a last batch of 2 splits over 2 devices: every example is evaluated
+    assert loop._whole_batches_for_jax(batches, spec, config, replicas=2) is batches

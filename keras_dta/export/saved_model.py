@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 from keras_dta import files
-from keras_dta.export._common import SERVING_ENDPOINT, as_model, input_spec, require_tensorflow_backend
+from keras_dta.export._common import SERVING_ENDPOINT, as_model, input_spec
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ def export_saved_model(model, output_dir, batch_size=None):
 
     if keras.backend.backend() != "tensorflow":
         return _export_in_tensorflow_process(model, output_dir, batch_size)
-    require_tensorflow_backend()
     model = as_model(model)
     input_spec(model, batch_size)  # validate before writing anything
     path = files.replace_dir(lambda tmp: write_saved_model(model, tmp, batch_size), output_dir)

@@ -28,14 +28,15 @@ class MultiWorkerUnsupportedError(RuntimeError):
     """Keras's `fit` failed under `MultiWorkerMirroredStrategy` (a Keras 3 bug)."""
 
 
-def _on_jax():
+def on_jax():
+    """Whether Keras runs on JAX (the distribution then comes from `jax_parallel`)."""
     return keras.backend.backend() == "jax"
 
 
 def cluster_task():
     """(task_type, task_index, is_chief) from TF_CONFIG (on JAX: the process index); a
     single worker is chief."""
-    if _on_jax():
+    if on_jax():
         return jax_parallel.cluster_task()
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = tf_config.get("task") or {}
@@ -64,7 +65,7 @@ def make_strategy(kind):
             f"Unknown distribute. Expected one of {list(DISTRIBUTE_KINDS)}. "
             f"Received: distribute={kind!r}"
         )
-    if _on_jax():
+    if on_jax():
         return jax_parallel.make_distribution(kind)
     import tensorflow as tf
 
@@ -86,7 +87,7 @@ def resolve_jit_compile(jit_compile, strategy):
     """XLA or not. `None`: on JAX always (JAX runs uncompiled steps op by op, many times
     slower); on TensorFlow on GPUs only (on CPUs its XLA step is slower than the graph).
     TensorFlow with several replicas on CPUs runs without XLA."""
-    if _on_jax():
+    if on_jax():
         return True if jit_compile is None else bool(jit_compile)
     import tensorflow as tf
 
@@ -142,7 +143,7 @@ def multi_worker_fit_fixes(model, strategy):
     `keras.src.backend.tensorflow.trainer.reduce_per_replica` while `fit` runs and warns
     on a Keras newer than `MULTI_WORKER_FIX_CHECKED_ON`.
     """
-    if _on_jax():
+    if on_jax():
         with strategy.scope():  # Keras's JAX trainer splits the batches of the current distribution
             yield
         return

@@ -116,7 +116,7 @@ def _load_datasets(run):
     num_train = spec.num_examples("train", config.data_dir, T=config.T)
     run.steps_per_epoch = config.steps_per_epoch or max(1, num_train // config.batch_size)
     run.eval_ds = spec.load(spec.eval_split, training=False, **_load_kwargs(config))
-    if keras.backend.backend() == "jax" and replicas > 1:
+    if distribute.on_jax() and replicas > 1:
         run.eval_ds = _whole_batches_for_jax(run.eval_ds, spec, config, replicas)
     run.stats_data = run.eval_ds.take(SPIKE_STATS_BATCHES)
 
