@@ -187,6 +187,106 @@ def test_int8_with_a_larger_static_batch(model, data):
         export.convert_to_tflite(model, quantize="int8", calibration_data=x_train, num_calibration=3, batch_size=4)
 
 
+def test_int8_grid_is_the_converters_own_rounding():
+    """`int8_grid` rounds as the converter does: the dynamic-range model's int8 weights and
+    scales are the grid's integers and scales, for any weights and after snapping alike."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 16))
+    model = keras.Model(inputs, keras.layers.Conv2D(24, 3, use_bias=False, name="conv")(inputs))
+    kernel = model.get_layer("conv").kernel.numpy() * np.linspace(0.1, 3.0, 24, dtype="float32")
+    model.get_layer("conv").kernel.assign(kernel)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    content = converter.convert()
+    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    (weights,) = [t for t in tflite.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
+    ints = np.frombuffer(bytes(tflite.buffers[weights.buffer].data), np.int8).reshape(weights.shape)
+    scales = np.asarray(weights.quantization.scale, "float32")
+    # TFLite's filters are (out, h, w, in): the grid value is the int times its channel's scale.
+    converted = (ints.astype("float32") * scales[:, None, None, None]).transpose(1, 2, 3, 0)
+    snapped = export.int8_grid(kernel)
+    np.testing.assert_array_equal(converted, snapped)
+    assert np.abs(ints).max() == 127
+    np.testing.assert_array_equal(export.int8_grid(snapped), snapped)
+    with pytest.raises(ValueError, match="kernel.shape=\\(5,\\)"):
+        export.int8_grid(np.ones(5))
+
+
+def test_spike_fed_layers_are_the_block_convolutions(model):
+    assert export.spike_fed_layers(model) == [
+        f"stage{s}_block1_conv{i}" for s in (1, 2, 3) for i in (1, 2)
+    ]
+
+
+def _int8_weight_layers(content):
+    """The Keras layers (`model/<layer>_1/...` tensor names) whose weights are int8."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    names = [t.name.decode() for t in tflite.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
+    return {name.split("/")[1].rsplit("_", 1)[0] for name in names}
+
+
+def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, data, tmp_path):
+    """On the int8 grid, the spike-fed convolutions' int8 products are exact: the dynamic-range
+    model's logits are the float32 model's. Off the grid (the model as trained) they are not."""
+    _, _, x_test, y_test = data
+    output = tmp_path / "dynamic.tflite"
+    report = export.export_tflite(
+        model, str(output), quantize="dynamic", eval_data=x_test, eval_labels=y_test,
+        benchmark_runs=0, spike_report=False, snap_to_int8_grid=True,
+    )
+    snap = report["snap"]
+    assert snap["layers"] == export.spike_fed_layers(model)
+    assert snap["model"] == str(tmp_path / "dynamic.int8_grid.keras")
+    snapped = export.load_model(snap["model"])
+    assert export.off_grid_layers(snapped) == [] and export.off_grid_layers(model) == snap["layers"]
+    reference = snapped.predict(x_test, verbose=0)
+    assert snap["top1_agreement_with_original"] == np.mean(
+        reference.argmax(-1) == model.predict(x_test, verbose=0).argmax(-1))
+
+    dynamic = output.read_bytes()
+    # Only the spike-fed convolutions hold int8 weights (those of >= 1024 weights: the
+    # converter leaves smaller ones in float); the stem, shortcuts, DTA and classifier are float.
+    assert _int8_weight_layers(dynamic) == {
+        name for name in snap["layers"] if snapped.get_layer(name).layer.kernel.shape.num_elements() >= 1024}
+    float_snapped = export.tflite_predict(export.convert_to_tflite(snapped), x_test)
+    np.testing.assert_allclose(export.tflite_predict(dynamic, x_test), float_snapped, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(float_snapped, reference, atol=1e-4, rtol=0)
+
+    off_grid = export.tflite_predict(export.convert_to_tflite(model, quantize="dynamic"), x_test)
+    assert np.abs(off_grid - export.tflite_predict(export.convert_to_tflite(model), x_test)).max() > 1e-3
+    with pytest.raises(ValueError, match="snap_to_int8_grid=True"):
+        export.export_tflite(model, str(tmp_path / "f.tflite"), quantize="float16", eval_data=x_test,
+                             snap_to_int8_grid=True)
+
+
+def test_dynamic_export_keeps_layers_fed_by_real_values_in_float():
+    """A convolution on real values keeps float weights in the dynamic-range model (its input
+    would be quantized on the fly); the one on spikes gets int8 weights, exact on the grid."""
+    from keras_dta.layers import MeanOverTime, RepeatTime, TimeFold
+
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((8, 8, 16), name="images")
+    x = RepeatTime(2)(inputs)
+    x = TimeFold(keras.layers.Conv2D(16, 3, padding="same", use_bias=False), name="real_conv")(x)
+    x = LIF(name="lif1")(x)
+    x = TimeFold(keras.layers.Conv2D(16, 3, padding="same", use_bias=False), name="spike_conv")(x)
+    x = LIF(name="lif2")(x)
+    x = TimeFold(keras.layers.GlobalAveragePooling2D())(x)
+    model = keras.Model(inputs, MeanOverTime()(keras.layers.Dense(10)(x)))
+    assert export.snap_to_int8_grid(model) == ["spike_conv"]
+    x = np.random.default_rng(0).uniform(0.0, 2.0, (16, 8, 8, 16)).astype("float32")
+    dynamic = export.convert_to_tflite(model, quantize="dynamic")
+    assert _int8_weight_layers(dynamic) == {"spike_conv"}
+    np.testing.assert_allclose(
+        export.tflite_predict(dynamic, x), export.tflite_predict(export.convert_to_tflite(model), x), atol=1e-5, rtol=0)
+
+
 def test_saved_model_serves(model, data, tmp_path):
     import tensorflow as tf
 

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_dta import export
 from keras_dta.export import flatbuffer
@@ -28,25 +29,26 @@ def _weights(content, op_name):
             return tensor.Type(), np.frombuffer(data.tobytes(), dtype), quant.ScaleAsNumpy() if quant else None
 
 
-def test_dequantize_weights_stores_the_chosen_int8_weights_as_their_float_values():
+def test_restore_float_weights_gives_the_chosen_ops_their_float_weights_back():
     from ai_edge_litert import schema_py_generated as schema
 
     import tensorflow as tf
 
     model = _depthwise_model()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    float_content = converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     hybrid = converter.convert()
-    kind, q, scale = _weights(hybrid, "CONV_2D")
-    assert kind == schema.TensorType.INT8
-    content, names = flatbuffer.dequantize_weights(hybrid, lambda op, _: op == "CONV_2D")
+    assert _weights(hybrid, "CONV_2D")[0] == schema.TensorType.INT8
+    content, names = flatbuffer.restore_float_weights(hybrid, float_content, lambda op, _: op == "CONV_2D")
     assert len(names) == 1
     kind, values, _ = _weights(content, "CONV_2D")
     assert kind == schema.TensorType.FLOAT32
-    # Output channels first in TFLite's conv filters: one scale per leading index.
-    expected = (q.reshape(32, -1).astype("float32") * scale[:, None]).ravel()
-    np.testing.assert_array_equal(values, expected)
+    # TFLite's filters are (out, h, w, in); the Keras kernel is (h, w, in, out).
+    np.testing.assert_array_equal(values, model.get_layer("conv").kernel.numpy().transpose(3, 0, 1, 2).ravel())
     assert _weights(content, "DEPTHWISE_CONV_2D")[0] == schema.TensorType.INT8  # not chosen
+    with pytest.raises(ValueError, match="float32 conversion of the same model"):
+        flatbuffer.restore_float_weights(hybrid, hybrid, lambda op, _: op == "CONV_2D")
 
 
 def test_dynamic_export_keeps_depthwise_weights_in_float_inside_xnnpack():

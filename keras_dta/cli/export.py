@@ -46,6 +46,10 @@ flags.DEFINE_enum(
     "needs representative data)."
 )
 flags.DEFINE_bool("int8_io", False, "With --quantize int8: int8 input and output tensors.")
+flags.DEFINE_bool(
+    "snap_to_int8_grid", False, "With --quantize dynamic or int8: export a copy of the model whose spike-fed "
+    "weights lie on the int8 grid (exact in the dynamic-range model), compare with that copy, report how it "
+    "compares with the model given, and save it as <output stem>.int8_grid.keras.")
 flags.DEFINE_string("samples", None, "A .npy array of model inputs: calibration and held-out data.")
 flags.DEFINE_string("labels", None, "A .npy array of class ids (or one-hot) for --samples.")
 flags.DEFINE_string("dataset", None, "A registered dataset: calibrate on train, compare on test.")
@@ -102,6 +106,7 @@ def _export_tflite(model):
         benchmark_runs=FLAGS.runs,
         warmup_runs=FLAGS.warmup,
         spike_report=FLAGS.spike_report,
+        snap_to_int8_grid=FLAGS.snap_to_int8_grid,
     )
     report["held_out"] = data["source"]
     return report
@@ -116,6 +121,15 @@ def _print_report(report):
     )
     if report["spike_agreement"]:
         print(export.format_spike_agreement(report))
+    snap = report.get("snap")
+    if snap:
+        print(
+            f"Snapped {len(snap['layers'])} spike-fed layers to the int8 grid: top-1 agreement with "
+            f"{FLAGS.model} {100 * snap['top1_agreement_with_original']:.2f}%"
+            + (f", accuracy {100 * snap['original_accuracy']:.2f}% -> {100 * snap['snapped_accuracy']:.2f}%"
+               if snap["original_accuracy"] is not None else "")
+            + f"; the snapped model (the one compared above): {snap['model']}"
+        )
 
 
 def main(argv):

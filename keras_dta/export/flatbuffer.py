@@ -110,17 +110,19 @@ def check_builtin_ops(model_content):
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def dequantize_weights(model_content, select):
-    """Stores the int8 weights of chosen dynamic-range ops in float32 again.
+def restore_float_weights(model_content, float_content, select):
+    """Gives chosen dynamic-range ops their float32 weights back.
 
     A dynamic-range model keeps weights in int8 and activations in float; XNNPACK runs such
     convolutions and dense layers as int8 matrix products on activations it quantizes on the
-    fly, but it has no such kernel for depthwise convolutions, which then run outside the
-    delegate in TFLite's slow hybrid kernels. Their weights are small: stored in float (the
-    int8 values times their scales, so the numbers do not change) they run inside XNNPACK.
+    fly. That is exact for an input of spikes (0 and 1) but not for real values, and XNNPACK
+    has no such kernel for depthwise convolutions at all. The chosen ops get the weights of
+    the same tensor in `float_content`, the float32 conversion of the same SavedModel, and
+    run in float inside XNNPACK.
 
     Args:
-        model_content: bytes of a `.tflite` model.
+        model_content: bytes of the dynamic-range `.tflite` model.
+        float_content: bytes of the float32 conversion of the same model (same tensor names).
         select: callable `(op_name, weight_tensor_name) -> bool` choosing the ops.
 
     Returns:
@@ -130,7 +132,11 @@ def dequantize_weights(model_content, select):
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_content, 0))
+    def unpack(content):
+        return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+
+    model, source = unpack(model_content), unpack(float_content)
+    originals = {tensor.name: tensor for tensor in source.subgraphs[0].tensors}
     names = builtin_names()
     changed = []
     for subgraph in model.subgraphs:
@@ -143,14 +149,13 @@ def dequantize_weights(model_content, select):
             hybrid = data.type == schema.TensorType.FLOAT32 and weights.type == schema.TensorType.INT8
             if not hybrid or not select(name, weights.name.decode()):
                 continue
-            buffer = model.buffers[weights.buffer]
-            quant = weights.quantization
-            q = np.frombuffer(bytes(buffer.data), np.int8).reshape(weights.shape).astype("float32")
-            shape = [1] * q.ndim
-            shape[quant.quantizedDimension] = -1
-            scale = np.asarray(quant.scale, "float32").reshape(shape if len(quant.scale) > 1 else [1])
-            zero = np.asarray(quant.zeroPoint, "float32").reshape(shape if len(quant.zeroPoint) > 1 else [1])
-            buffer.data = np.frombuffer(((q - zero) * scale).astype("float32").tobytes(), np.uint8)
+            original = originals.get(weights.name)
+            if original is None or original.type != schema.TensorType.FLOAT32 or list(original.shape) != list(weights.shape):
+                raise ValueError(
+                    "`float_content` must be the float32 conversion of the same model: it has no "
+                    f"float32 tensor {weights.name.decode()!r} of shape {list(weights.shape)}"
+                )
+            model.buffers[weights.buffer].data = source.buffers[original.buffer].data
             weights.type = schema.TensorType.FLOAT32
             weights.quantization = None
             changed.append(weights.name.decode())

@@ -17,10 +17,11 @@ the model with the LiteRT interpreter at batch 1.
 import contextlib
 import logging
 import os
+import re
 import tempfile
 
 from keras_dta import files, surrogates
-from keras_dta.export import flatbuffer, litert, parity, spikes
+from keras_dta.export import flatbuffer, grid, litert, parity, spikes
 from keras_dta.export._common import (
     SERVING_ENDPOINT,
     as_model,
@@ -113,14 +114,52 @@ def convert_to_tflite(
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
         content = converter.convert()
-    if quantize == "dynamic":
-        # XNNPACK has no dynamic-range depthwise kernel (T-NA's 5x5 in DTA): keep those
-        # few weights in float so the whole model stays in the delegate.
-        content, names = flatbuffer.dequantize_weights(content, lambda op, _: op == "DEPTHWISE_CONV_2D")
-        if names:
-            logger.info("Depthwise weights kept in float for XNNPACK: %s", names)
+        if quantize == "dynamic":
+            converter.optimizations = []
+            content = _int8_only_where_fed_by_spikes(model, content, converter.convert())
     logger.info("Converted to TFLite (quantize=%s): %d bytes", quantize, len(content))
     return content
+
+
+def _int8_only_where_fed_by_spikes(model, content, float_content):
+    """The dynamic-range model with int8 weights only in the spike-fed layers.
+
+    On spikes (0 and 1) XNNPACK's int8 product is exact up to the weights' rounding
+    (`keras_dta.export.grid`); on real values it also quantizes the input on the fly. Every
+    other weighted op (the stem, the membrane shortcuts, DTA, the classifier, and the
+    depthwise convolutions XNNPACK has no dynamic-range kernel for) gets its float32 weights
+    back from the float conversion of the same SavedModel.
+    """
+    try:
+        spike_fed = set(grid.spike_fed_layers(model))
+    except ValueError as error:
+        logger.warning("Spike-fed layers not found (%s); every weighted op keeps int8 weights but depthwise", error)
+        spike_fed = None
+
+    def keep_float(op, tensor_name):
+        if spike_fed is None:
+            return op == "DEPTHWISE_CONV_2D"
+        return op == "DEPTHWISE_CONV_2D" or not _names_a_layer(tensor_name, spike_fed)
+
+    content, restored = flatbuffer.restore_float_weights(content, float_content, keep_float)
+    logger.info("Weights kept in float32 (not fed by spikes): %s", restored)
+    if spike_fed:
+        off = grid.off_grid_layers(model)
+        if off:
+            logger.warning(
+                "%d of %d spike-fed layers have weights off the int8 grid; the export rounds them, "
+                "which changes some answers. `keras_dta.export.snap_to_int8_grid` (CLI: "
+                "--snap_to_int8_grid) puts them on it first: %s", len(off), len(spike_fed), off,
+            )
+    return content
+
+
+def _names_a_layer(tensor_name, layer_names):
+    """Whether a TFLite tensor name (`model/<layer>_1/.../op`) lies under one of the layers."""
+    for part in tensor_name.split("/"):
+        if part in layer_names or re.sub(r"_\d+$", "", part) in layer_names:
+            return True
+    return False
 
 
 def export_tflite(
@@ -139,6 +178,7 @@ def export_tflite(
     benchmark_runs=100,
     warmup_runs=10,
     spike_report=True,
+    snap_to_int8_grid=False,
 ):
     """Converts, checks, writes and times a TFLite model of a Keras DTA-SNN.
 
@@ -170,12 +210,18 @@ def export_tflite(
         spike_report: bool, also measure the share of equal spikes per LIF layer on
             `eval_data` (`keras_dta.export.spikes`; one more conversion, of a probe with the
             spikes as outputs and float input and output).
+        snap_to_int8_grid: bool, for "dynamic" and "int8": export a copy of the model whose
+            spike-fed weights are rounded onto the int8 grid (`grid.snap_to_int8_grid`), compare
+            the TFLite model with that copy, report how the copy compares with the model given
+            (`snap`: the snapped layers, their top-1 agreement and both accuracies), and save
+            the copy next to `output` as `<output stem>.int8_grid.keras`: the float model the
+            TFLite file matches.
 
     Returns:
         A report dict: `mode`, `output`, `size_bytes`, `ops` (counts), `float_ops` (counts,
         int8 only), comparison figures (`compare_logits`), thresholds, `delegate`, the
         XNNPACK partitions (`litert.delegate_summary`), `spike_agreement` (`{LIF layer:
-        share of equal spikes}`, or None), `median_ms`, `p90_ms`.
+        share of equal spikes}`, or None), `snap` (or None), `median_ms`, `p90_ms`.
     """
     require_tensorflow_backend()
     check_quantize(quantize)
@@ -190,6 +236,14 @@ def export_tflite(
     if eval_data is None:
         raise ValueError("The export is checked against the Keras model on held-out inputs. Received: eval_data=None")
     eval_data = check_inputs(model, eval_data, "eval_data")
+    original = None
+    if snap_to_int8_grid:
+        if quantize not in ("dynamic", "int8"):
+            raise ValueError(
+                "`snap_to_int8_grid` rounds weights for an int8 export; use quantize='dynamic' or "
+                f"'int8'. Received: quantize={quantize!r}, snap_to_int8_grid=True"
+            )
+        original, model = model, _snapped_copy(model)
 
     content = convert_to_tflite(
         model,
@@ -225,6 +279,9 @@ def export_tflite(
         "TFLite (%s) vs Keras on %d inputs: max |logit diff| %.3g, top-1 agreement %.4f",
         report["mode"], report["num_examples"], report["max_abs_diff"], report["top1_agreement"],
     )
+    report["snap"] = None
+    if original is not None:
+        report["snap"] = _compare_snapped(original, model, reference, eval_data, eval_labels)
     parity.check_report(report, output)
     report["spike_agreement"] = None
     if spike_report:
@@ -232,13 +289,51 @@ def export_tflite(
             model, quantize, calibration_data, num_calibration, eval_data, threads
         )
 
-
+    if original is not None:
+        report["snap"]["model"] = os.path.abspath(_snapped_path(output))
+        files.save_model(model, report["snap"]["model"])
+        logger.info("Wrote the snapped Keras model the TFLite file matches: %s", report["snap"]["model"])
     files.write_bytes(output, content)
     logger.info("Wrote %s (%d bytes)", output, len(content))
     report["median_ms"] = report["p90_ms"] = None
     if benchmark_runs:
         report.update(litert.benchmark_tflite(content, runs=benchmark_runs, warmup=warmup_runs, interpreter=interpreter))
     return report
+
+
+def _snapped_copy(model):
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    names = grid.snap_to_int8_grid(copy)
+    if not names:
+        raise ValueError(
+            f"`snap_to_int8_grid` found no convolution or dense layer fed by spikes in the model. "
+            f"Received: model={model.name!r}"
+        )
+    return copy
+
+
+def _snapped_path(output):
+    stem = output[: -len(".tflite")] if output.endswith(".tflite") else output
+    return stem + ".int8_grid.keras"
+
+
+def _compare_snapped(original, snapped, snapped_logits, eval_data, eval_labels):
+    """How the snapped copy answers against the model given, on the held-out inputs."""
+    before = original.predict(eval_data, batch_size=32, verbose=0)
+    figures = parity.compare_logits(before, snapped_logits, eval_labels)
+    logger.info(
+        "Snapped to the int8 grid: top-1 agreement with the original %.4f; accuracy %s -> %s",
+        figures["top1_agreement"], figures["keras_accuracy"], figures["tflite_accuracy"],
+    )
+    return {
+        "layers": grid.spike_fed_layers(snapped),
+        "top1_agreement_with_original": figures["top1_agreement"],
+        "original_accuracy": figures["keras_accuracy"],
+        "snapped_accuracy": figures["tflite_accuracy"],
+    }
 
 
 def _spike_agreement(model, quantize, calibration_data, num_calibration, eval_data, threads):
