@@ -225,3 +225,12 @@ def run_layer_test(
     if run_mixed_precision_check:
         _check_mixed_precision(layer_cls, config, x, expected_output_shape)
     keras.backend.clear_session()
+
+
+def int8_weight_layers(content):
+    """The Keras layers (`model/<layer>_1/...` tensor names) whose weights are int8."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    names = [t.name.decode() for t in tflite.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
+    return {name.split("/")[1].rsplit("_", 1)[0] for name in names}

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import int8_weight_layers
 from keras_dta import export
 from keras_dta.export import flatbuffer
 from keras_dta.layers import LIF
@@ -222,15 +223,6 @@ def test_spike_fed_layers_are_the_block_convolutions(model):
     ]
 
 
-def _int8_weight_layers(content):
-    """The Keras layers (`model/<layer>_1/...` tensor names) whose weights are int8."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
-    names = [t.name.decode() for t in tflite.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
-    return {name.split("/")[1].rsplit("_", 1)[0] for name in names}
-
-
 def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, data, tmp_path):
     """On the int8 grid, the spike-fed convolutions' int8 products are exact: the dynamic-range
     model's logits are the float32 model's. Off the grid (the model as trained) they are not."""
@@ -252,7 +244,7 @@ def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, d
     dynamic = output.read_bytes()
     # Only the spike-fed convolutions hold int8 weights (those of >= 1024 weights: the
     # converter leaves smaller ones in float); the stem, shortcuts, DTA and classifier are float.
-    assert _int8_weight_layers(dynamic) == {
+    assert int8_weight_layers(dynamic) == {
         name for name in snap["layers"] if snapped.get_layer(name).layer.kernel.shape.num_elements() >= 1024}
     float_snapped = export.tflite_predict(export.convert_to_tflite(snapped), x_test)
     np.testing.assert_allclose(export.tflite_predict(dynamic, x_test), float_snapped, atol=1e-5, rtol=0)
@@ -282,7 +274,7 @@ def test_dynamic_export_keeps_layers_fed_by_real_values_in_float():
     assert export.snap_to_int8_grid(model) == ["spike_conv"]
     x = np.random.default_rng(0).uniform(0.0, 2.0, (16, 8, 8, 16)).astype("float32")
     dynamic = export.convert_to_tflite(model, quantize="dynamic")
-    assert _int8_weight_layers(dynamic) == {"spike_conv"}
+    assert int8_weight_layers(dynamic) == {"spike_conv"}
     np.testing.assert_allclose(
         export.tflite_predict(dynamic, x), export.tflite_predict(export.convert_to_tflite(model), x), atol=1e-5, rtol=0)
 

@@ -8,6 +8,8 @@ import sys
 import pytest
 from absl import app, flags
 
+from keras_dta import training
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -21,6 +23,15 @@ def _load_cli():
 
 
 fit = _load_cli()
+
+
+class _SmallImages:
+    """A dataset spec's model-facing part, for building a model without data."""
+
+    num_classes = 10
+
+    def input_shape(self, T=None):
+        return (16, 16, 3)
 
 
 @pytest.fixture
@@ -63,6 +74,13 @@ def test_preset_and_dataset_option_flags(parse, tmp_path):
           "--test_fraction=0.2", "--skip_bad")
     config = fit.config_from_flags()
     assert config.preset == "cpu_small" and config.T == 2 and config.model_kwargs["stage_filters"] == [32, 64, 128]
+    assert "int8_grid" not in config.model_kwargs
+    parse("--dataset=image_folder", f"--data_dir={tmp_path}", "--preset=cpu_small", "--int8_grid")
+    grid = fit.config_from_flags()
+    assert grid.model_kwargs == {**config.model_kwargs, "int8_grid": True}
+    assert training.build_model(grid, spec=_SmallImages()).int8_grid is True
+    parse("--dataset=image_folder", f"--data_dir={tmp_path}", "--preset=cpu_small", "--image_size=24",
+          "--test_fraction=0.2", "--skip_bad")
     assert config.dataset_kwargs == {"cutmix": False, "augment": False, "image_size": 24, "test_fraction": 0.2,
                                      "skip_bad": True}
     parse("--dataset=cifar10", "--preset=cpu_small", "--cutmix")

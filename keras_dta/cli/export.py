@@ -3,6 +3,8 @@ r"""Exports a trained DTA-SNN: TFLite (LiteRT) for edge devices, or a TF SavedMo
     keras-dta-export --model runs/digits/best.keras --output digits.tflite
     keras-dta-export --model runs/digits/best.keras --output digits_dyn.tflite \
         --quantize dynamic --dataset digits
+    keras-dta-export --model runs/c10/best.keras --output c10_dyn.tflite --quantize dynamic \
+        --dataset image_folder --data_dir cifar10 --snap_to_int8_grid
     keras-dta-export --model best.keras --output m.tflite --quantize int8 \
         --samples x.npy --labels y.npy --num_calibration 200 --int8_io
     keras-dta-export --format saved_model --model runs/digits/best.keras --output export/
@@ -42,8 +44,8 @@ flags.DEFINE_string("model", None, "The trained model, a .keras file.")
 flags.DEFINE_string("output", None, "The .tflite file (or, for saved_model, the directory) to write.")
 flags.DEFINE_enum(
     "quantize", "none", list(export.QUANTIZE_MODES), "TFLite: none (float32), float16 weights, dynamic (int8 "
-    "weights, int8 products on activations quantized on the fly: the fast CPU model), or int8 (full integer, "
-    "needs representative data)."
+    "weights in the convolutions fed by spikes, int8 products exact on spikes; float elsewhere: the fast and "
+    "faithful CPU model), or int8 (full integer, needs representative data)."
 )
 flags.DEFINE_bool("int8_io", False, "With --quantize int8: int8 input and output tensors.")
 flags.DEFINE_bool(

@@ -115,6 +115,10 @@ flags.DEFINE_bool(
     "augment", None, "image_folder: crop and flip training images (default: the preset's; on in the "
     "paper's recipe, off in cpu_small)."
 )
+flags.DEFINE_bool(
+    "int8_grid", False, "Train the spike-fed convolutions on the int8 grid (quantization-aware): the "
+    "model's dynamic-range TFLite export then computes what the model computes."
+)
 _DATASET_OPTIONS = {"image_size": "image_size", "test_fraction": "test_fraction", "skip_bad": "skip_bad",
                     "split_order": "order", "cutmix": "cutmix", "augment": "augment"}
 
@@ -130,6 +134,8 @@ def config_from_flags():
         if name in FLAGS and name != "dataset"
     }
     overrides["backup_freq"] = _backup_freq(FLAGS.backup_freq)
+    if FLAGS.int8_grid:
+        overrides["model_kwargs"] = {"int8_grid": True}
     overrides["dataset_kwargs"] = {
         option: FLAGS[flag].value for flag, option in _DATASET_OPTIONS.items() if FLAGS[flag].value is not None
     }

@@ -16,6 +16,11 @@ which). They are a few percent of the work.
 A BatchNorm after the convolution scales each output channel; per-channel quantization is
 unchanged by such a scale, so the grid survives the converter's folding.
 
+Two ways onto the grid: train on it (`ms_resnet18(int8_grid=True)`, `trainers/fit.py
+--int8_grid`: the spike-fed convolutions are `keras_dta.layers.Int8GridConv2D`), and the
+trained model is its own int8 model; or round a trained model's weights afterwards
+(`snap_to_int8_grid`), which makes a slightly different model whose accuracy is to be checked.
+
 Measured on the real-image CIFAR-10 model (README, Export): rounding the spike-fed weights
 onto the grid keeps the accuracy (70.31% against 70.30% on 10,000 test images) and the
 dynamic-range export of the snapped model agrees with it as often as float32 TFLite does.
@@ -23,28 +28,23 @@ dynamic-range export of the snapped model agrees with it as often as float32 TFL
 
 import numpy as np
 
-# The converter's symmetric int8 range for weights: [-127, 127] (-128 unused).
-_LEVELS = 127
-
 
 def int8_grid(kernel):
-    """`kernel` rounded to the per-output-channel symmetric int8 grid.
+    """`kernel` rounded to the per-output-channel symmetric int8 grid, as a numpy array.
 
     Args:
         kernel: array whose last axis is the output channel (Keras `Conv2D` and `Dense`).
 
     Returns:
         A float32 array of the same shape: `round(kernel / s) * s` with `s = max|w| / 127`
-        per output channel (an all-zero channel stays zero). Applying it twice changes
-        nothing.
+        per output channel (`keras_dta.layers.grid.int8_grid`, also what
+        `Int8GridConv2D` trains with).
     """
-    kernel = np.asarray(kernel, dtype="float32")
-    if kernel.ndim < 2:
-        raise ValueError(f"`kernel` must have an output-channel axis (ndim >= 2). Received: kernel.shape={kernel.shape}")
-    flat = kernel.reshape(-1, kernel.shape[-1])
-    scale = (np.abs(flat).max(axis=0) / np.float32(_LEVELS)).astype("float32")
-    safe = np.where(scale > 0, scale, np.float32(1))
-    return (np.round(kernel / safe) * safe).astype("float32")
+    import keras
+
+    from keras_dta.layers import grid
+
+    return keras.ops.convert_to_numpy(grid.int8_grid(keras.ops.convert_to_tensor(np.asarray(kernel, "float32"))))
 
 
 def spike_fed_layers(model):
@@ -68,24 +68,30 @@ def spike_fed_layers(model):
     for name, entry in count_macs(model).items():
         if entry["input"] != "spikes":
             continue
-        layer = model.get_layer(name)
-        inner = getattr(layer, "layer", layer)
-        if isinstance(inner, keras.layers.DepthwiseConv2D):
+        if isinstance(_inner(model.get_layer(name)), keras.layers.DepthwiseConv2D):
             continue
         names.append(name)
     return names
 
 
-def _kernel(layer):
-    inner = getattr(layer, "layer", layer)
-    return inner.kernel
+def _inner(layer):
+    return getattr(layer, "layer", layer)
+
+
+def _effective_kernel(layer):
+    """The kernel a layer computes with (an `Int8GridConv2D` rounds its variable)."""
+    import keras
+
+    inner = _inner(layer)
+    kernel = inner.grid_kernel() if hasattr(inner, "grid_kernel") else inner.kernel
+    return np.asarray(keras.ops.convert_to_numpy(kernel))
 
 
 def off_grid_layers(model):
     """The spike-fed layers whose kernel is not on the int8 grid (`int8_grid`)."""
     off = []
     for name in spike_fed_layers(model):
-        kernel = np.asarray(_kernel(model.get_layer(name)).numpy())
+        kernel = _effective_kernel(model.get_layer(name))
         if not np.array_equal(kernel, int8_grid(kernel)):
             off.append(name)
     return off
@@ -106,6 +112,6 @@ def snap_to_int8_grid(model):
     """
     names = spike_fed_layers(model)
     for name in names:
-        kernel = _kernel(model.get_layer(name))
+        kernel = _inner(model.get_layer(name)).kernel
         kernel.assign(int8_grid(kernel.numpy()))
     return names

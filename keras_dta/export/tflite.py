@@ -3,10 +3,15 @@
 A DTA-SNN converts to plain TFLite builtin ops because nothing in it is specific to
 TensorFlow's runtime: the spike is a `MUL` with a fused `RELU` and a `MINIMUM` (in int8 and
 float16 models three `MUL`s with fused clips; `keras_dta.surrogates.exact_gains`; the
-surrogate gradient only exists for training and is dropped), and the LIF loop over the time steps is unrolled in Python for a static T, so the
-graph holds no `While` and no state. Every op of it runs in XNNPACK. `convert_to_tflite`
-converts with `TFLITE_BUILTINS` only (plus `TFLITE_BUILTINS_INT8` for full-integer models)
-and `flatbuffer.check_builtin_ops` rejects any Flex (SELECT_TF_OPS) or custom op that slips in.
+surrogate gradient only exists for training and is dropped), and the LIF loop over the time
+steps is unrolled in Python for a static T, so the graph holds no `While` and no state. Every
+op of it runs in XNNPACK. `convert_to_tflite` converts with `TFLITE_BUILTINS` only (plus
+`TFLITE_BUILTINS_INT8` for full-integer models) and `flatbuffer.check_builtin_ops` rejects any
+Flex (SELECT_TF_OPS) or custom op that slips in.
+
+The dynamic-range model puts int8 weights only where the input is spikes (`grid`): there the
+int8 product is exact, and with the weights on the int8 grid (a model trained with
+`int8_grid=True`, or snapped) the model computes what the float model computes.
 
 `export_tflite` is the whole pipeline the CLI runs: convert, check the op list, compare the
 TFLite model with the Keras model on held-out inputs (max absolute logit difference, top-1
@@ -47,7 +52,9 @@ def convert_to_tflite(
     Args:
         model: a `keras.Model`.
         quantize: `"none"` (float32), `"float16"` (float16 weights), `"dynamic"` (int8
-            weights, float activations) or `"int8"` (full-integer weights and activations,
+            weights in the layers fed by spikes, run as int8 products on the spikes, which is
+            exact for weights on the int8 grid (`keras_dta.export.grid`); float32 weights and
+            activations elsewhere) or `"int8"` (full-integer weights and activations,
             calibrated on `calibration_data`).
         calibration_data: array `(num_examples, *input_shape)`, the representative dataset
             for `"int8"`; ignored otherwise.

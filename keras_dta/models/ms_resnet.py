@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from keras_dta.layers import DTA, LIF, MeanOverTime, RepeatTime, Subsample2D, TimeFold
+from keras_dta.layers import DTA, LIF, Int8GridConv2D, MeanOverTime, RepeatTime, Subsample2D, TimeFold
 
 ATTENTION_KINDS = ("dta", "txa", "tna", "none")
 
@@ -15,8 +15,9 @@ def _batch_norm(name):
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
 
 
-def _conv(x, filters, kernel_size, stride, name):
-    """Conv2D on every time step, no bias, padded as PyTorch pads `kernel_size // 2`."""
+def _conv(x, filters, kernel_size, stride, name, int8_grid=False):
+    """Conv2D on every time step, no bias, padded as PyTorch pads `kernel_size // 2`
+    (`Int8GridConv2D` with `int8_grid`)."""
     if kernel_size == 1:
         if stride > 1:
             # A 1x1 conv with stride s is a 1x1 conv on every s-th pixel (see Subsample2D).
@@ -32,11 +33,12 @@ def _conv(x, filters, kernel_size, stride, name):
         pad = kernel_size // 2
         x = TimeFold(layers.ZeroPadding2D(pad), name=f"{name}_pad")(x)
         padding = "valid"
-    conv = layers.Conv2D(filters, kernel_size, strides=stride, padding=padding, use_bias=False)
+    conv_class = Int8GridConv2D if int8_grid else layers.Conv2D
+    conv = conv_class(filters, kernel_size, strides=stride, padding=padding, use_bias=False)
     return TimeFold(conv, name=name)(x)
 
 
-def apply_ms_block(x, filters, stride, name, lif_kwargs=None):
+def apply_ms_block(x, filters, stride, name, lif_kwargs=None, int8_grid=False):
     """One membrane-shortcut basic block.
 
     `y = BN(conv3x3(LIF(x), stride)); y = BN(conv3x3(LIF(y))); out = y + shortcut(x)`, where
@@ -49,16 +51,18 @@ def apply_ms_block(x, filters, stride, name, lif_kwargs=None):
         stride: int, stride of the first convolution and of the shortcut.
         name: str, prefix of the block's layer names, e.g. `"stage2_block1"`.
         lif_kwargs: dict of `LIF` arguments.
+        int8_grid: bool, train the two spike-fed convolutions on the int8 grid
+            (`Int8GridConv2D`).
 
     Returns:
         Tensor `(batch, time, height / stride, width / stride, filters)`.
     """
     lif_kwargs = lif_kwargs or {}
     y = LIF(name=f"{name}_lif1", **lif_kwargs)(x)
-    y = _conv(y, filters, 3, stride, f"{name}_conv1")
+    y = _conv(y, filters, 3, stride, f"{name}_conv1", int8_grid)
     y = _batch_norm(f"{name}_bn1")(y)
     y = LIF(name=f"{name}_lif2", **lif_kwargs)(y)
-    y = _conv(y, filters, 3, 1, f"{name}_conv2")
+    y = _conv(y, filters, 3, 1, f"{name}_conv2", int8_grid)
     y = _batch_norm(f"{name}_bn2")(y)
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
@@ -86,6 +90,7 @@ def _build_graph(
     return_sequences,
     stem_filters,
     lif_kwargs,
+    int8_grid,
 ):
     """Validates the arguments and builds the functional graph: `(inputs, outputs)`."""
     if attn not in ATTENTION_KINDS:
@@ -106,6 +111,8 @@ def _build_graph(
             f"stage_strides={stage_strides}"
         )
     _check_positive_ints("stem_filters", [stem_filters])
+    if not isinstance(int8_grid, bool):
+        raise ValueError(f"`int8_grid` must be True or False. Received: int8_grid={int8_grid!r}")
     input_shape = tuple(input_shape)
     if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape):
         raise ValueError(
@@ -144,7 +151,7 @@ def _build_graph(
     for stage, (filters, blocks, stride) in enumerate(zip(stage_filters, stage_blocks, stage_strides), 1):
         for block in range(1, blocks + 1):
             x = apply_ms_block(
-                x, filters, stride if block == 1 else 1, f"stage{stage}_block{block}", lif_kwargs
+                x, filters, stride if block == 1 else 1, f"stage{stage}_block{block}", lif_kwargs, int8_grid
             )
 
     x = LIF(name="head_lif", **lif_kwargs)(x)
@@ -183,6 +190,9 @@ class MSResNet(keras.Model):
             `(batch, T, num_classes)`, else their mean over time `(batch, num_classes)`.
         stem_filters: int, the stem's width.
         lif_kwargs: dict of `LIF` arguments shared by every neuron.
+        int8_grid: bool, train the blocks' spike-fed convolutions on the int8 grid
+            (`keras_dta.layers.Int8GridConv2D`): the model is then its own int8 model, its
+            dynamic-range TFLite export computes what it computes (`keras_dta.export.grid`).
         name: str, the model's name.
         policy: str, the dtype policy the layers are built under (default: the global one;
             saved with the model).
@@ -210,6 +220,7 @@ class MSResNet(keras.Model):
         return_sequences=False,
         stem_filters=64,
         lif_kwargs=None,
+        int8_grid=False,
         name="ms_resnet",
         policy=None,
         **kwargs,
@@ -222,7 +233,7 @@ class MSResNet(keras.Model):
         try:
             inputs, outputs = _build_graph(
                 stage_filters, stage_blocks, stage_strides, stem, attn, T, num_classes, input_shape,
-                return_sequences, stem_filters, lif_kwargs,
+                return_sequences, stem_filters, lif_kwargs, int8_grid,
             )
         finally:
             keras.mixed_precision.set_global_policy(previous)
@@ -239,6 +250,7 @@ class MSResNet(keras.Model):
         self.return_sequences = bool(return_sequences)
         self.stem_filters = stem_filters
         self.lif_kwargs = dict(lif_kwargs or {})
+        self.int8_grid = bool(int8_grid)
 
     def get_config(self):
         return {
@@ -253,6 +265,7 @@ class MSResNet(keras.Model):
             "return_sequences": self.return_sequences,
             "stem_filters": self.stem_filters,
             "lif_kwargs": self.lif_kwargs,
+            "int8_grid": self.int8_grid,
             "name": self.name,
             "policy": self.policy,
         }
@@ -273,6 +286,7 @@ def ms_resnet18(
     stage_blocks=(3, 3, 2),
     stage_strides=(1, 2, 2),
     lif_kwargs=None,
+    int8_grid=False,
     name=None,
 ):
     """MS-ResNet-18 for CIFAR and CIFAR10-DVS, with DTA after the stem.
@@ -295,6 +309,8 @@ def ms_resnet18(
         stage_blocks: list of ints, the blocks in each stage.
         stage_strides: list of ints, the first stride of each stage.
         lif_kwargs: dict of `LIF` arguments (`tau`, `v_threshold`, `alpha`).
+        int8_grid: bool, train the spike-fed convolutions on the int8 grid
+            (`keras_dta.layers.Int8GridConv2D`), for an exact int8 export.
         name: the model's name; defaults to `"ms_resnet18_<attn>"`.
 
     Returns:
@@ -321,6 +337,7 @@ def ms_resnet18(
         return_sequences=return_sequences,
         stem_filters=stem_filters,
         lif_kwargs=lif_kwargs,
+        int8_grid=int8_grid,
         name=name or f"ms_resnet18_{attn}",
     )
 
@@ -336,6 +353,7 @@ def ms_resnet34(
     stage_blocks=(3, 4, 6, 3),
     stage_strides=(1, 2, 2, 2),
     lif_kwargs=None,
+    int8_grid=False,
     name=None,
 ):
     """MS-ResNet-34 for ImageNet, with DTA after the stem.
@@ -356,6 +374,8 @@ def ms_resnet34(
         stage_blocks: list of ints, the blocks in each stage.
         stage_strides: list of ints, the first stride of each stage.
         lif_kwargs: dict of `LIF` arguments.
+        int8_grid: bool, train the spike-fed convolutions on the int8 grid
+            (`keras_dta.layers.Int8GridConv2D`), for an exact int8 export.
         name: the model's name; defaults to `"ms_resnet34_<attn>"`.
 
     Returns:
@@ -373,5 +393,6 @@ def ms_resnet34(
         return_sequences=return_sequences,
         stem_filters=stem_filters,
         lif_kwargs=lif_kwargs,
+        int8_grid=int8_grid,
         name=name or f"ms_resnet34_{attn}",
     )

@@ -199,7 +199,8 @@ def make_config(dataset="digits", **overrides):
     Args:
         dataset: a registered dataset name.
         **overrides: `TrainConfig` fields; a value of `None` keeps the recipe's. `preset`
-            names the recipe (default: the dataset's own).
+            names the recipe (default: the dataset's own). `model_kwargs` are merged over the
+            recipe's (e.g. `{"int8_grid": True}` keeps the recipe's widths).
 
     Returns:
         An unvalidated `TrainConfig` (call `.validate()`).
@@ -219,4 +220,5 @@ def make_config(dataset="digits", **overrides):
     values["base_batch_size"] = preset["batch_size"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["dataset_kwargs"] = {**recipe_options, **(overrides.get("dataset_kwargs") or {})}
+    values["model_kwargs"] = {**(preset.get("model_kwargs") or {}), **(overrides.get("model_kwargs") or {})}
     return TrainConfig(**values)
