@@ -1,4 +1,5 @@
-"""Training on the int8 grid: `Int8GridConv2D` and `ms_resnet18(int8_grid=True)`."""
+"""Inference models: training on the int8 grid (`Int8GridConv2D`, `ms_resnet18(int8_grid=True)`)
+and BatchNorm folded into the convolutions (`keras_dta.export.fold_batchnorm`)."""
 
 import keras
 import numpy as np
@@ -76,3 +77,30 @@ def test_int8_grid_argument_and_its_training_flag():
     config = training.make_config("digits", preset="cpu_small", model_kwargs={"int8_grid": True})
     # Merged over the recipe's model options: the small widths stay.
     assert config.model_kwargs["int8_grid"] is True and config.model_kwargs["stage_filters"] == [32, 64, 128]
+
+
+@pytest.mark.parametrize("int8_grid", [False, True])
+def test_folded_batchnorm_computes_the_same_logits(int8_grid):
+    keras.utils.set_random_seed(2)
+    model = _tiny(int8_grid=int8_grid)
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # BatchNorm statistics away from their initial 0 and 1
+        model(rng.uniform(0.0, 2.0, (8, 16, 16, 3)).astype("float32"), training=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # Shifted up, so that every layer fires and the logits depend on the input.
+            layer.gamma.assign(rng.uniform(0.5, 2.0, layer.gamma.shape))
+            layer.beta.assign(rng.uniform(0.0, 1.0, layer.beta.shape))
+    folded = export.fold_batchnorm(model)
+    batch_norms = [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    # Every BatchNorm of MS-ResNet follows a convolution: all fold.
+    assert sorted(export.foldable_pairs(model)) == sorted(batch_norms) and len(batch_norms) == 9
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    x = rng.uniform(0.0, 2.0, (16, 16, 16, 3)).astype("float32")
+    expected, actual = model.predict(x, verbose=0), folded.predict(x, verbose=0)
+    assert expected.std(axis=0).mean() > 0.01  # the logits vary with the input
+    # The same function up to rounding; a spike flipped at its threshold moves one input more.
+    close = np.abs(actual - expected).max(axis=1) <= 1e-5
+    assert close.mean() >= 0.9 and np.array_equal(actual.argmax(-1)[close], expected.argmax(-1)[close])
+    with pytest.raises(ValueError, match="functional keras.Model"):
+        export.fold_batchnorm(keras.layers.Dense(2))

@@ -10,6 +10,7 @@ Modules, one job each:
 - `parity`: the thresholds an export must pass, the logit comparison, the report table.
 - `inputs`: the calibration and held-out data of an export.
 - `spikes`: per-LIF-layer spike agreement of an export with the Keras model.
+- `fold`: BatchNorm folded into the convolutions, the faster TensorFlow inference graph.
 - `grid`: the spike-fed layers, and rounding their weights onto the int8 grid, which makes
   the dynamic-range export compute what the float model computes.
 
@@ -31,6 +32,7 @@ from keras_dta.export._common import (
     load_model,
 )
 from keras_dta.export.flatbuffer import check_builtin_ops, float_ops, list_ops
+from keras_dta.export.fold import fold_batchnorm, foldable_pairs
 from keras_dta.export.grid import int8_grid, off_grid_layers, snap_to_int8_grid, spike_fed_layers
 from keras_dta.export.inputs import prepare_export_data
 from keras_dta.export.litert import benchmark_tflite, delegate_summary, make_interpreter, tflite_predict
@@ -61,6 +63,8 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "float_ops",
+    "fold_batchnorm",
+    "foldable_pairs",
     "format_report",
     "format_spike_agreement",
     "int8_grid",
