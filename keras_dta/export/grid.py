@@ -21,9 +21,10 @@ Two ways onto the grid: train on it (`ms_resnet18(int8_grid=True)`, `trainers/fi
 trained model is its own int8 model; or round a trained model's weights afterwards
 (`snap_to_int8_grid`), which makes a slightly different model whose accuracy is to be checked.
 
-Measured on the real-image CIFAR-10 model (README, Export): rounding the spike-fed weights
-onto the grid keeps the accuracy (70.31% against 70.30% on 10,000 test images) and the
-dynamic-range export of the snapped model agrees with it as often as float32 TFLite does.
+Measured on the real-image CIFAR-10 model (README, Export; 10,000 test images): trained on
+the grid, its dynamic-range export answers as it does on every image; trained without, the
+export agrees on 94.75%, and after snapping on 99.57% (the snapped copy keeps the accuracy,
+70.31% against 70.30%, but answers as the original on 94.71%).
 """
 
 import numpy as np
