@@ -30,6 +30,8 @@ def test_grid_conv_convolves_with_the_rounded_kernel_and_passes_the_gradient_thr
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(grid(x)), keras.ops.convert_to_numpy(plain(x)))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(grid.grid_kernel()), rounded)
 
+    if keras.backend.backend() != "tensorflow":
+        return  # the gradient is checked on TensorFlow; `test_a_grid_model_trains...` trains on any backend
     import tensorflow as tf
 
     def kernel_gradient(layer):
@@ -69,6 +71,19 @@ def test_a_model_trained_on_the_grid_is_its_own_int8_model(tmp_path):
     float32 = export.tflite_predict(export.convert_to_tflite(model), x)
     np.testing.assert_allclose(dynamic, float32, atol=1e-5, rtol=0)
     np.testing.assert_allclose(float32, reference, atol=1e-4, rtol=0)
+
+
+def test_a_grid_model_trains_and_stays_on_the_grid():
+    """Training moves the float weights; the layers still convolve on the grid (any backend)."""
+    keras.utils.set_random_seed(4)
+    model = _tiny(int8_grid=True)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).uniform(0.0, 2.0, (16, 16, 16, 3)).astype("float32")
+    layer = model.get_layer("stage2_block1_conv1").layer
+    before = keras.ops.convert_to_numpy(layer.kernel).copy()
+    model.fit(x, np.arange(16) % 10, epochs=2, batch_size=8, verbose=0)
+    assert np.abs(keras.ops.convert_to_numpy(layer.kernel) - before).max() > 1e-3
+    assert export.off_grid_layers(model) == []
 
 
 def test_int8_grid_argument_and_its_training_flag():

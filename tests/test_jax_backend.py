@@ -42,12 +42,14 @@ def test_fixture_tests_pass_on_jax():
 
 
 def test_layer_harness_and_step_checkpoint_on_jax():
-    """The shared layer harness (TimeFold passing `training` included) and the trainer's
-    backend-neutral step checkpoint run on JAX too."""
+    """The shared layer harness (TimeFold passing `training` included), the trainer's
+    backend-neutral step checkpoint and training on the int8 grid run on JAX too."""
     assert_pass_on_jax("tests/test_lif.py::test_lif_layer_harness",
                        "tests/test_dta.py::test_dta_layer_harness",
                        "tests/test_time.py",
-                       "tests/test_checkpoint.py::test_unreadable_backups_start_over_with_a_warning")
+                       "tests/test_checkpoint.py::test_unreadable_backups_start_over_with_a_warning",
+                       "tests/test_grid.py::test_grid_conv_convolves_with_the_rounded_kernel_and_passes_the_gradient_through",
+                       "tests/test_grid.py::test_a_grid_model_trains_and_stays_on_the_grid")
 
 
 def test_training_step_matches_tensorflow(tmp_path):
