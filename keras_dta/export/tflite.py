@@ -152,7 +152,11 @@ def _int8_only_where_fed_by_spikes(model, content, float_content):
     logger.info("Weights kept in float32 (not fed by spikes): %s", restored)
     if spike_fed:
         off = grid.off_grid_layers(model)
-        if off:
+        if not off:
+            logger.info(
+                "All %d spike-fed layers are on the int8 grid: their int8 products are exact", len(spike_fed)
+            )
+        else:
             logger.warning(
                 "%d of %d spike-fed layers have weights off the int8 grid; the export rounds them, "
                 "which changes some answers. `keras_dta.export.snap_to_int8_grid` (CLI: "
