@@ -58,6 +58,12 @@ Experiments, with their figures (this 2-core machine):
   faster than `graph` (120.4 against 124.8 ms in the run below, 124.0 against 125.5 ms in an
   interleaved run beside the authors' 121.9 ms).
 - TFLite float32 without XNNPACK (the interpreter's own kernels): 618 ms against 152 ms.
+- XNNPACK's latest features (`experimental_default_delegate_latest_features=True` in the
+  LiteRT interpreter): the same outputs and no change in latency (41.2 against 40.9 ms
+  dynamic-range, 150.9 against 150.7 ms float32).
+- The spike as `greater`/`cast` and the reset as `where` in the TensorFlow graph (5 ops a
+  step instead of 8): no faster (129.3 against 125.7 ms); the graph is bound by its
+  convolutions, not by the LIF's element-wise ops.
 - UNPACK/PACK (the LIF's time steps), TILE (repeating the image) and the 1x1 max pool of
   the strided shortcut also fell outside XNNPACK; inference now slices and concatenates,
   RepeatTime concatenates and `Subsample2D` reshapes and slices.
