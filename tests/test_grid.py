@@ -119,3 +119,20 @@ def test_folded_batchnorm_computes_the_same_logits(int8_grid):
     assert close.mean() >= 0.9 and np.array_equal(actual.argmax(-1)[close], expected.argmax(-1)[close])
     with pytest.raises(ValueError, match="functional keras.Model"):
         export.fold_batchnorm(keras.layers.Dense(2))
+
+
+def test_a_batchnorm_folds_only_into_a_convolution_nothing_else_reads():
+    inputs = keras.Input((8, 8, 4))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(conv)
+    y = keras.layers.BatchNormalization(name="bn_shared")(shared)
+    z = keras.layers.BatchNormalization(name="bn_input")(inputs)
+    model = keras.Model(inputs, [x, keras.layers.Add()([y, shared]), z])
+    assert export.foldable_pairs(model) == {"bn": "conv"}
+    folded = export.fold_batchnorm(model)
+    assert {layer.name: type(layer).__name__ for layer in folded.layers if "bn" in layer.name} == {
+        "bn": "FoldedBatchNorm", "bn_shared": "BatchNormalization", "bn_input": "BatchNormalization"}
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    for expected, actual in zip(model.predict(x, verbose=0), folded.predict(x, verbose=0)):
+        np.testing.assert_allclose(actual, expected, atol=1e-5)

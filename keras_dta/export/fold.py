@@ -28,29 +28,20 @@ class FoldedBatchNorm(keras.layers.Layer):
         return input_shape
 
 
-def _producers(model):
-    """`{id(output tensor): layer}` for the layers of a functional model."""
-    producers = {}
+def _inputs_and_outputs(model):
+    """`{layer name: (input tensors, output tensors)}` through the public `layer.input` and
+    `layer.output`, which a layer called more than once does not have."""
+    graph = {}
     for layer in model.layers:
         try:
-            outputs = layer.output
+            graph[layer.name] = (keras.tree.flatten(layer.input), keras.tree.flatten(layer.output))
         except (AttributeError, ValueError):
-            continue
-        for tensor in keras.tree.flatten(outputs):
-            producers[id(tensor)] = layer
-    return producers
-
-
-def _consumers(model):
-    """`{id(tensor): number of layers that take it}`."""
-    counts = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in keras.tree.flatten(node.input_tensors):
-                counts[id(tensor)] = counts.get(id(tensor), 0) + 1
-    for tensor in keras.tree.flatten(model.outputs):
-        counts[id(tensor)] = counts.get(id(tensor), 0) + 1
-    return counts
+            if not isinstance(layer, keras.layers.InputLayer):
+                raise ValueError(
+                    "`fold_batchnorm` needs every layer called once in the model. "
+                    f"Received: layer {layer.name!r} with several call sites"
+                ) from None
+    return graph
 
 
 def _conv_of(layer):
@@ -67,19 +58,22 @@ def foldable_pairs(model):
     A BatchNorm folds when it normalizes the last axis and its input is the output of a 2D
     convolution (or a `TimeFold` of one) that nothing else reads.
     """
-    producers, consumers = _producers(model), _consumers(model)
+    graph = _inputs_and_outputs(model)
+    producers = {id(t): name for name, (_, outputs) in graph.items() for t in outputs}
+    readers = {}
+    for tensor in [t for inputs, _ in graph.values() for t in inputs] + keras.tree.flatten(model.outputs):
+        readers[id(tensor)] = readers.get(id(tensor), 0) + 1
     pairs = {}
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
+    for name, (inputs, _) in graph.items():
+        layer = model.get_layer(name)
+        if not isinstance(layer, keras.layers.BatchNormalization) or len(inputs) != 1:
             continue
-        if layer.axis not in (-1, len(layer.input.shape) - 1):
+        if layer.axis not in (-1, len(inputs[0].shape) - 1):
             continue
-        producer = producers.get(id(layer.input))
-        if producer is None or _conv_of(producer) is None or len(producer._inbound_nodes) != 1:
+        producer = producers.get(id(inputs[0]))
+        if producer is None or _conv_of(model.get_layer(producer)) is None or readers[id(inputs[0])] != 1:
             continue
-        if consumers.get(id(layer.input), 0) != 1:
-            continue
-        pairs[layer.name] = producer.name
+        pairs[name] = producer
     return pairs
 
 
