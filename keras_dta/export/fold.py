@@ -4,13 +4,15 @@ At inference a BatchNorm is a per-channel affine map, `y = a x + b` with
 `a = gamma / sqrt(var + eps)` and `b = beta - a mean`. After a convolution it folds into the
 kernel (`W a`, per output channel) and a bias (`b`), which removes one pass over every
 feature map. The TFLite converter does this by itself; a TensorFlow graph (`tf.function`,
-the SavedModel) does not, and there it is worth about 6% of MS-ResNet-18's latency on a CPU
+the SavedModel) does not, and there it is worth 1-6% of MS-ResNet-18's latency on a CPU
 (README, Benchmarks). The folded model computes the same function up to float rounding: use
 it for inference only (it has no BatchNorm to train).
 """
 
 import keras
 import numpy as np
+
+from keras_dta.export.grid import effective_kernel, inner_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_dta")
@@ -46,7 +48,7 @@ def _inputs_and_outputs(model):
 
 def _conv_of(layer):
     """The `Conv2D` of a layer (itself, or the one a `TimeFold` wraps), or None."""
-    inner = getattr(layer, "layer", layer)
+    inner = inner_layer(layer)
     if isinstance(inner, keras.layers.Conv2D) and not isinstance(inner, keras.layers.DepthwiseConv2D):
         return inner
     return None
@@ -85,11 +87,10 @@ def fold_batchnorm(model):
 
     Returns:
         A new functional `keras.Model` computing the same logits at inference (up to float
-        rounding), with the folded BatchNorms replaced by `FoldedBatchNorm` (the identity) and their convolutions
-        given a bias. An `Int8GridConv2D` becomes a `Conv2D` holding its rounded kernel,
-        folded. The model given is not changed.
+        rounding), with the folded BatchNorms replaced by `FoldedBatchNorm` (the identity)
+        and their convolutions given a bias. A folded `Int8GridConv2D` becomes a `Conv2D`
+        holding its rounded kernel, folded. The model given is not changed.
     """
-    from keras_dta.export.grid import _effective_kernel
     from keras_dta.layers import TimeFold
 
     if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
@@ -114,7 +115,7 @@ def fold_batchnorm(model):
         folded.get_layer(layer.name).set_weights(layer.get_weights())
     for bn_name, conv_name in pairs.items():
         bn, conv = model.get_layer(bn_name), model.get_layer(conv_name)
-        kernel = _effective_kernel(conv)
+        kernel = effective_kernel(conv)
         bias = np.asarray(_conv_of(conv).bias.numpy()) if _conv_of(conv).use_bias else 0.0
         variance = np.asarray(bn.moving_variance.numpy(), "float64")
         scale = 1.0 / np.sqrt(variance + bn.epsilon)

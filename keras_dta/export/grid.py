@@ -71,21 +71,22 @@ def spike_fed_layers(model):
     for name, entry in count_macs(model).items():
         if entry["input"] != "spikes":
             continue
-        if isinstance(_inner(model.get_layer(name)), keras.layers.DepthwiseConv2D):
+        if isinstance(inner_layer(model.get_layer(name)), keras.layers.DepthwiseConv2D):
             continue
         names.append(name)
     return names
 
 
-def _inner(layer):
+def inner_layer(layer):
+    """The layer a `TimeFold` wraps, or the layer itself."""
     return getattr(layer, "layer", layer)
 
 
-def _effective_kernel(layer):
+def effective_kernel(layer):
     """The kernel a layer computes with (an `Int8GridConv2D` rounds its variable)."""
     import keras
 
-    inner = _inner(layer)
+    inner = inner_layer(layer)
     kernel = inner.grid_kernel() if hasattr(inner, "grid_kernel") else inner.kernel
     return np.asarray(keras.ops.convert_to_numpy(kernel))
 
@@ -105,7 +106,7 @@ def _on_grid(kernel):
 
 def off_grid_layers(model):
     """The spike-fed layers whose kernel is not on the int8 grid (`int8_grid`)."""
-    return [name for name in spike_fed_layers(model) if not _on_grid(_effective_kernel(model.get_layer(name)))]
+    return [name for name in spike_fed_layers(model) if not _on_grid(effective_kernel(model.get_layer(name)))]
 
 
 def snap_to_int8_grid(model):
@@ -123,6 +124,6 @@ def snap_to_int8_grid(model):
     """
     names = spike_fed_layers(model)
     for name in names:
-        kernel = _inner(model.get_layer(name)).kernel
+        kernel = inner_layer(model.get_layer(name)).kernel
         kernel.assign(int8_grid(kernel.numpy()))
     return names

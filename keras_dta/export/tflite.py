@@ -254,7 +254,7 @@ def export_tflite(
                 "`snap_to_int8_grid` rounds weights for an int8 export; use quantize='dynamic' or "
                 f"'int8'. Received: quantize={quantize!r}, snap_to_int8_grid=True"
             )
-        original, model = model, _snapped_copy(model)
+        original, (model, snapped_layers) = model, _snapped_copy(model)
 
     content = convert_to_tflite(
         model,
@@ -292,7 +292,7 @@ def export_tflite(
     )
     report["snap"] = None
     if original is not None:
-        report["snap"] = _compare_snapped(original, model, reference, eval_data, eval_labels)
+        report["snap"] = _compare_snapped(original, snapped_layers, reference, eval_data, eval_labels)
     parity.check_report(report, output)
     report["spike_agreement"] = None
     if spike_report:
@@ -323,7 +323,7 @@ def _snapped_copy(model):
             f"`snap_to_int8_grid` found no convolution or dense layer fed by spikes in the model. "
             f"Received: model={model.name!r}"
         )
-    return copy
+    return copy, names
 
 
 def _snapped_path(output):
@@ -331,7 +331,7 @@ def _snapped_path(output):
     return stem + ".int8_grid.keras"
 
 
-def _compare_snapped(original, snapped, snapped_logits, eval_data, eval_labels):
+def _compare_snapped(original, snapped_layers, snapped_logits, eval_data, eval_labels):
     """How the snapped copy answers against the model given, on the held-out inputs."""
     before = original.predict(eval_data, batch_size=32, verbose=0)
     figures = parity.compare_logits(before, snapped_logits, eval_labels)
@@ -340,7 +340,7 @@ def _compare_snapped(original, snapped, snapped_logits, eval_data, eval_labels):
         figures["top1_agreement"], figures["keras_accuracy"], figures["tflite_accuracy"],
     )
     return {
-        "layers": grid.spike_fed_layers(snapped),
+        "layers": snapped_layers,
         "top1_agreement_with_original": figures["top1_agreement"],
         "original_accuracy": figures["keras_accuracy"],
         "snapped_accuracy": figures["tflite_accuracy"],
