@@ -405,6 +405,38 @@ def test_cli(model, data, tmp_path):
     assert "--quantize" in bad.stderr and "int4" in bad.stderr
 
 
+def test_cli_snaps_to_the_int8_grid(model, data, tmp_path):
+    x_train, y_train, _, _ = data
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    np.save(tmp_path / "x.npy", x_train[:24])
+    np.save(tmp_path / "y.npy", y_train[:24])
+    output = tmp_path / "dyn.tflite"
+    result = _run_cli(f"--model={model_path}", f"--output={output}", "--quantize=dynamic", "--runs=0",
+                      "--nospike_report", f"--samples={tmp_path / 'x.npy'}", f"--labels={tmp_path / 'y.npy'}",
+                      "--snap_to_int8_grid", f"--report_json={tmp_path / 'report.json'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    snapped = tmp_path / "dyn.int8_grid.keras"
+    assert "Snapped 6 spike-fed layers to the int8 grid" in result.stdout and str(snapped) in result.stdout
+    assert export.off_grid_layers(export.load_model(str(snapped))) == []
+    bad = _run_cli(f"--model={model_path}", f"--output={output}", "--snap_to_int8_grid")
+    assert bad.returncode != 0 and "snap_to_int8_grid" in bad.stderr and "'none'" in bad.stderr
+
+
+def test_an_off_grid_dynamic_export_names_the_layers_it_rounds(caplog):
+    from keras_dta.layers import MeanOverTime, RepeatTime, TimeFold
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((6, 6, 16))
+    x = TimeFold(keras.layers.Conv2D(16, 3, padding="same", use_bias=False), name="real_conv")(RepeatTime(2)(inputs))
+    x = TimeFold(keras.layers.Conv2D(16, 3, padding="same", use_bias=False), name="spike_conv")(LIF()(x))
+    x = TimeFold(keras.layers.GlobalAveragePooling2D())(LIF()(x))
+    model = keras.Model(inputs, MeanOverTime()(keras.layers.Dense(4)(x)))
+    with caplog.at_level("WARNING", logger="keras_dta.export.tflite"):
+        export.convert_to_tflite(model, quantize="dynamic")
+    assert "1 of 1 spike-fed layers have weights off the int8 grid" in caplog.text and "spike_conv" in caplog.text
+
+
 def test_logit_match_counts_inputs_beyond_the_tolerance():
     reference = np.zeros((100, 3), "float32")
     candidate = reference.copy()

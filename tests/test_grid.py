@@ -136,3 +136,11 @@ def test_a_batchnorm_folds_only_into_a_convolution_nothing_else_reads():
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
     for expected, actual in zip(model.predict(x, verbose=0), folded.predict(x, verbose=0)):
         np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_fold_batchnorm_refuses_a_layer_called_twice():
+    inputs = keras.Input((8, 8, 4))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(conv(conv(inputs))))
+    with pytest.raises(ValueError, match="every layer called once"):
+        export.fold_batchnorm(model)

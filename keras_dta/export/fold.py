@@ -32,17 +32,25 @@ class FoldedBatchNorm(keras.layers.Layer):
 
 def _inputs_and_outputs(model):
     """`{layer name: (input tensors, output tensors)}` through the public `layer.input` and
-    `layer.output`, which a layer called more than once does not have."""
+    `layer.output`.
+
+    Those describe a layer's first call only, so a layer called more than once leaves tensors
+    that no layer is known to produce: then the graph cannot be folded, and this says so.
+    """
     graph = {}
     for layer in model.layers:
-        try:
+        if not isinstance(layer, keras.layers.InputLayer):
             graph[layer.name] = (keras.tree.flatten(layer.input), keras.tree.flatten(layer.output))
-        except (AttributeError, ValueError):
-            if not isinstance(layer, keras.layers.InputLayer):
-                raise ValueError(
-                    "`fold_batchnorm` needs every layer called once in the model. "
-                    f"Received: layer {layer.name!r} with several call sites"
-                ) from None
+    known = {id(t) for t in keras.tree.flatten(model.inputs)}
+    known |= {id(t) for _, outputs in graph.values() for t in outputs}
+    readers = [(name, t) for name, (inputs, _) in graph.items() for t in inputs]
+    readers += [("the model's outputs", t) for t in keras.tree.flatten(model.outputs)]
+    for name, tensor in readers:
+        if id(tensor) not in known:
+            raise ValueError(
+                "`fold_batchnorm` needs every layer called once in the model (a layer called "
+                f"twice computes a tensor that {name} reads). Received: model={model.name!r}"
+            )
     return graph
 
 
