@@ -11,7 +11,7 @@ Modes:
 - `tflite_fp32`, `tflite_dynamic`, `tflite_int8`: converted with
   `keras_dta.export.convert_to_tflite` at a static batch size (float32; dynamic-range: int8
   weights in the convolutions fed by spikes, which XNNPACK runs as int8 matrix products on
-  the spikes, float32 elsewhere; full integer with float input and output, calibrated on
+  the spikes, float32 elsewhere, the graph evaluated step by step; full integer with float input and output, calibrated on
   `--calibration_steps` random images) and run with `keras_dta.export.make_interpreter` (LiteRT, XNNPACK,
   `--num_threads` threads). Each row also gives the XNNPACK partitions and the ops left
   outside the delegate (`keras_dta.export.delegate_summary`).
@@ -54,6 +54,27 @@ Experiments, with their figures (this 2-core machine):
   the classifier, 4.5% of the MACs): exact on the int8 grid, and 42.0 ms against 40.5 ms for
   int8 weights everywhere (interleaved, 2 threads; 0.34 against 0.33 of the authors' model
   measured beside them). Kept: the 1.5 ms buy answers equal to the Keras model's.
+- Where the dynamic-range model's time goes: with every LIF replaced by the identity it
+  took 30.0 ms against 40.8 ms (float32: 141.9 against 152.8 ms), so the LIF layers cost
+  about 11 ms. Much of that is copying: XNNPACK runs a slice or a concatenation on one thread
+  (a 512 KB slice of a (6, 32, 32, 128) tensor: about 42 us, against 12 us for an ADD of the
+  same size on two threads), and at T = 6 every LIF layer slices its input into steps and
+  joins its spikes again for the next convolution (113 slices, 38 concatenations).
+- The dynamic-range graph evaluated step by step (`keras_dta.export.stepwise`: the spikes of
+  step t go straight into the convolution of step t, which runs once per step on one shared
+  weight tensor; 21 slices and 6 concatenations left): 44.5 against 46.6 ms in one
+  interleaved run beside the authors' model (0.31 against 0.33 of its 143.1 ms in that run,
+  a slow spell of the machine), 38.8 against 40.0 ms in another. Kept for dynamic. In float32
+  it is slower (159.6 against 153.3 ms: XNNPACK's float32 convolutions lose more on a batch
+  of one than the copies cost), so float32 keeps time folded into the batch.
+- The LIF's spike gain folded into its input (`x G` once per layer, then
+  `min(relu(u - G V_th), 1)`: one op less per step, the same values): 39.1 against 39.2 ms,
+  no measurable change.
+- Why float32 TFLite is slower than the authors' model: on this CPU (AVX-512) XNNPACK's
+  float32 convolutions reach 193-218 GFLOP/s on the model's own shapes (3x3, (6, 32, 32, 128),
+  (6, 16, 16, 256), (6, 8, 8, 512)) against 278-318 GFLOP/s for TensorFlow's oneDNN, and with
+  the LIF replaced by the identity the float32 TFLite model still takes 142 ms, more than the
+  authors' whole model (122-124 ms beside ours).
 - BatchNorm folded into the convolutions for the TensorFlow graph (`graph_folded`): 1-6%
   faster than `graph` (120.4 against 124.8 ms in the run below, 124.0 against 125.5 ms in an
   interleaved run beside the authors' 121.9 ms).

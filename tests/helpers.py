@@ -227,10 +227,38 @@ def run_layer_test(
     keras.backend.clear_session()
 
 
-def int8_weight_layers(content):
-    """The Keras layers (`model/<layer>_1/...` tensor names) whose weights are int8."""
+def int8_weight_layers(content, model):
+    """The layers of `model` whose weights the TFLite model holds in int8, found by value.
+
+    Tensor names do not say it: a convolution run once per time step shares one weight tensor
+    among T ops, which the converter names generically. But per output channel the int8 codes
+    are the layer kernel's symmetric codes `round(127 w / max|w|)`, whatever positive scale
+    the converter folded in first (a BatchNorm's), up to the channel's sign (a negative one).
+    """
+    import keras
     from ai_edge_litert import schema_py_generated as schema
 
     tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
-    names = [t.name.decode() for t in tflite.subgraphs[0].tensors if t.type == schema.TensorType.INT8]
-    return {name.split("/")[1].rsplit("_", 1)[0] for name in names}
+    int8 = []
+    for tensor in tflite.subgraphs[0].tensors:
+        data = tflite.buffers[tensor.buffer].data
+        if tensor.type == schema.TensorType.INT8 and data is not None and len(data) == np.prod(tensor.shape):
+            int8.append(np.frombuffer(bytes(data), np.int8).reshape(tensor.shape[0], -1).astype("int32"))
+    found = set()
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, keras.layers.Conv2D) and not isinstance(inner, keras.layers.DepthwiseConv2D):
+            kernel = np.asarray(inner.kernel.numpy())
+            rows = kernel.transpose(3, 0, 1, 2).reshape(kernel.shape[-1], -1)
+        elif isinstance(inner, keras.layers.Dense):
+            rows = np.asarray(inner.kernel.numpy()).T
+        else:
+            continue
+        top = np.abs(rows).max(axis=1, keepdims=True)
+        codes = np.round(rows / np.where(top > 0, top, 1.0) * 127).astype("int32")
+        for ints in int8:
+            if ints.shape == codes.shape and all(
+                np.array_equal(i, c) or np.array_equal(i, -c) for i, c in zip(ints, codes)
+            ):
+                found.add(layer.name)
+    return found

@@ -245,7 +245,7 @@ def test_snapped_dynamic_export_computes_what_the_float_export_computes(model, d
     dynamic = output.read_bytes()
     # Only the spike-fed convolutions hold int8 weights (those of >= 1024 weights: the
     # converter leaves smaller ones in float); the stem, shortcuts, DTA and classifier are float.
-    assert int8_weight_layers(dynamic) == {
+    assert int8_weight_layers(dynamic, snapped) == {
         name for name in snap["layers"] if snapped.get_layer(name).layer.kernel.shape.num_elements() >= 1024}
     float_snapped = export.tflite_predict(export.convert_to_tflite(snapped), x_test)
     np.testing.assert_allclose(export.tflite_predict(dynamic, x_test), float_snapped, atol=1e-5, rtol=0)
@@ -273,7 +273,7 @@ def test_dynamic_export_keeps_layers_fed_by_real_values_in_float():
     assert export.snap_to_int8_grid(model) == ["spike_conv"]
     x = np.random.default_rng(0).uniform(0.0, 2.0, (16, 8, 8, 16)).astype("float32")
     dynamic = export.convert_to_tflite(model, quantize="dynamic")
-    assert int8_weight_layers(dynamic) == {"spike_conv"}
+    assert int8_weight_layers(dynamic, model) == {"spike_conv"}
     np.testing.assert_allclose(
         export.tflite_predict(dynamic, x), export.tflite_predict(export.convert_to_tflite(model), x), atol=1e-5, rtol=0)
 

@@ -66,7 +66,7 @@ def test_a_model_trained_on_the_grid_is_its_own_int8_model(tmp_path):
     content = export.convert_to_tflite(model, quantize="dynamic")
     # The rounding is folded into constant int8 weights (those of >= 1024 weights: the
     # converter leaves smaller ones in float).
-    assert int8_weight_layers(content) == {f"stage{s}_block1_conv{i}" for s in (2, 3) for i in (1, 2)}
+    assert int8_weight_layers(content, model) == {f"stage{s}_block1_conv{i}" for s in (2, 3) for i in (1, 2)}
     dynamic = export.tflite_predict(content, x)
     float32 = export.tflite_predict(export.convert_to_tflite(model), x)
     np.testing.assert_allclose(dynamic, float32, atol=1e-5, rtol=0)

@@ -5,12 +5,16 @@ Modules, one job each:
 - `saved_model`: the SavedModel with a `serve` signature.
 - `tflite`: conversion to TFLite builtin ops, and `export_tflite`, the checked pipeline the
   CLI runs (convert, check ops, compare with Keras, write atomically, time).
-- `flatbuffer`: reading a `.tflite` file: its ops, their types, the builtin-only check.
+- `flatbuffer`: reading a `.tflite` file: its ops, their types, the builtin-only check, the
+  ops fed by spikes, and giving the others their float weights back.
 - `litert`: the LiteRT interpreter (XNNPACK), prediction and timing.
 - `parity`: the thresholds an export must pass, the logit comparison, the report table.
 - `inputs`: the calibration and held-out data of an export.
 - `spikes`: per-LIF-layer spike agreement of an export with the Keras model.
 - `fold`: BatchNorm folded into the convolutions, the faster TensorFlow inference graph.
+- `stepwise`: the inference graph evaluated one time step at a time (the dynamic-range
+  TFLite graph: no slicing and joining of spikes between a LIF and its convolution).
+- `graph`: a functional model's wiring, layer by layer (for `fold` and `stepwise`).
 - `grid`: the spike-fed layers, and rounding their weights onto the int8 grid, which makes
   the dynamic-range export compute what the float model computes.
 
@@ -45,6 +49,7 @@ from keras_dta.export.parity import (
     format_spike_agreement,
 )
 from keras_dta.export.saved_model import export_saved_model
+from keras_dta.export.stepwise import stepwise_call
 from keras_dta.export.tflite import convert_to_tflite, export_tflite
 
 __all__ = [
@@ -76,5 +81,6 @@ __all__ = [
     "prepare_export_data",
     "snap_to_int8_grid",
     "spike_fed_layers",
+    "stepwise_call",
     "tflite_predict",
 ]

@@ -110,20 +110,23 @@ def check_builtin_ops(model_content):
 _WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def restore_float_weights(model_content, float_content, select):
-    """Gives chosen dynamic-range ops their float32 weights back.
+def restore_float_weights(model_content, float_content, keep_int8):
+    """Gives the dynamic-range ops not chosen to stay int8 their float32 weights back.
 
     A dynamic-range model keeps weights in int8 and activations in float; XNNPACK runs such
     convolutions and dense layers as int8 matrix products on activations it quantizes on the
     fly. That is exact for an input of spikes (0 and 1) but not for real values, and XNNPACK
-    has no such kernel for depthwise convolutions at all. The chosen ops get the weights of
-    the same tensor in `float_content`, the float32 conversion of the same SavedModel, and
-    run in float inside XNNPACK.
+    has no such kernel for depthwise convolutions at all. Every other hybrid op gets the
+    weights of the op at the same place in `float_content`, the float32 conversion of the same
+    SavedModel (the converter emits the same ops in the same order; checked), and runs in
+    float inside XNNPACK. A weight tensor several ops share (a convolution run once per time
+    step) is restored once.
 
     Args:
         model_content: bytes of the dynamic-range `.tflite` model.
-        float_content: bytes of the float32 conversion of the same model (same tensor names).
-        select: callable `(op_name, weight_tensor_name) -> bool` choosing the ops.
+        float_content: bytes of the float32 conversion of the same SavedModel.
+        keep_int8: set of `(subgraph index, op index)` of the ops that keep int8 weights
+            (`spike_fed_ops`); depthwise convolutions are restored whatever it says.
 
     Returns:
         `(model_content, names)`: the new model, and the names of the weight tensors stored
@@ -136,25 +139,35 @@ def restore_float_weights(model_content, float_content, select):
         return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
 
     model, source = unpack(model_content), unpack(float_content)
-    originals = {tensor.name: tensor for tensor in source.subgraphs[0].tensors}
     names = builtin_names()
+
+    def op_name(tfl, op):
+        code = tfl.operatorCodes[op.opcodeIndex]
+        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+    mismatch = ValueError(
+        "`float_content` must be the float32 conversion of the same SavedModel: its ops differ "
+        "from the dynamic-range model's"
+    )
+    if len(model.subgraphs) != len(source.subgraphs):
+        raise mismatch
     changed = []
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+    for g, (subgraph, float_subgraph) in enumerate(zip(model.subgraphs, source.subgraphs)):
+        if len(subgraph.operators) != len(float_subgraph.operators):
+            raise mismatch
+        for o, (op, float_op) in enumerate(zip(subgraph.operators, float_subgraph.operators)):
+            name = op_name(model, op)
+            if name != op_name(source, float_op):
+                raise mismatch
             if name not in _WEIGHTED_OPS or len(op.inputs) < 2:
                 continue
             data, weights = (subgraph.tensors[i] for i in op.inputs[:2])
             hybrid = data.type == schema.TensorType.FLOAT32 and weights.type == schema.TensorType.INT8
-            if not hybrid or not select(name, weights.name.decode()):
+            if not hybrid or (name != "DEPTHWISE_CONV_2D" and (g, o) in keep_int8):
                 continue
-            original = originals.get(weights.name)
-            if original is None or original.type != schema.TensorType.FLOAT32 or list(original.shape) != list(weights.shape):
-                raise ValueError(
-                    "`float_content` must be the float32 conversion of the same model: it has no "
-                    f"float32 tensor {weights.name.decode()!r} of shape {list(weights.shape)}"
-                )
+            original = float_subgraph.tensors[float_op.inputs[1]]
+            if original.type != schema.TensorType.FLOAT32 or list(original.shape) != list(weights.shape):
+                raise mismatch
             model.buffers[weights.buffer].data = source.buffers[original.buffer].data
             weights.type = schema.TensorType.FLOAT32
             weights.quantization = None
@@ -162,6 +175,12 @@ def restore_float_weights(model_content, float_content, select):
     builder = flatbuffers.Builder(2 * len(model_content))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output()), changed
+
+
+def _stored(model, subgraph, index):
+    """Whether a tensor is a constant stored in the model (of any type)."""
+    data = model.Buffers(subgraph.Tensors(index).Buffer()).DataAsNumpy()
+    return isinstance(data, np.ndarray) and data.size > 0
 
 
 def _constant(model, subgraph, index):
@@ -192,30 +211,22 @@ def _fused_activation(op):
     return options.FusedActivationFunction()
 
 
-def spike_tensors(model_content):
-    """The spike tensors of an exported DTA-SNN and whether int8 holds 0 and 1 exactly.
+def _spike_ops(model_content):
+    """`(model, ops, spikes)`: the schema model, `[(name, op, subgraph)]`, and the set of
+    `(subgraph index, op index)` of the ops whose output is a spike.
 
     A spike (`surrogates.heaviside` with gains) ends in a `MINIMUM` with 1 (one gain stage)
     or in a `MUL` with a fused `RELU_N1_TO_1` fed by a `MUL` with a fused `RELU` (the chain of
-    small stages of int8 and float16 models). In an int8 model its output must represent both
-    0 and 1 exactly (0 is the zero point; 1 needs `1 / scale + zero_point` to be an integer
-    code), or every spike the next convolution sees is off.
-
-    Returns:
-        A list of dicts with `name`, `scale` and `zero_point` (None for float tensors) and
-        `exact` (whether 0 and 1 are both representable).
+    small stages of int8 and float16 models).
     """
     from ai_edge_litert import schema_py_generated as schema
 
     act = schema.ActivationFunctionType
     model = schema.Model.GetRootAsModel(model_content, 0)
     ops = list(iter_ops(model_content))
-    producers = {}
-    for name, op, subgraph in ops:
-        for k in range(op.OutputsLength()):
-            producers[(id(subgraph), op.Outputs(k))] = (name, op)
-    found = []
-    for name, op, subgraph in ops:
+    producers = _producers(model, ops)
+    spikes = set()
+    for key, (name, op, subgraph) in zip(_op_keys(model), ops):
         if op.InputsLength() != 2:
             continue
         constants = [_constant(model, subgraph, op.Inputs(i)) for i in range(2)]
@@ -223,11 +234,89 @@ def spike_tensors(model_content):
             is_spike = any(c is not None and c.size == 1 and float(c[0]) == 1.0 for c in constants)
         elif name == "MUL" and _fused_activation(op) == act.RELU_N1_TO_1:
             data = [op.Inputs(i) for i in range(2) if constants[i] is None]
-            source = producers.get((id(subgraph), data[0])) if len(data) == 1 else None
-            is_spike = source is not None and source[0] == "MUL" and _fused_activation(source[1]) == act.RELU
+            source = producers.get((key[0], data[0])) if len(data) == 1 else None
+            is_spike = source is not None and ops[source][0] == "MUL" and _fused_activation(ops[source][1]) == act.RELU
         else:
             continue
-        if not is_spike:
+        if is_spike:
+            spikes.add(key)
+    return model, ops, spikes
+
+
+def _op_keys(model):
+    """`(subgraph index, op index)` of every operator, in `iter_ops` order."""
+    return [(g, o) for g in range(model.SubgraphsLength()) for o in range(model.Subgraphs(g).OperatorsLength())]
+
+
+def _producers(model, ops):
+    """`{(subgraph index, tensor index): position in ops}` of every computed tensor."""
+    producers = {}
+    for position, ((g, _), (_, op, _)) in enumerate(zip(_op_keys(model), ops)):
+        for k in range(op.OutputsLength()):
+            producers[(g, op.Outputs(k))] = position
+    return producers
+
+
+# Ops that only move values or pad with zeros (PAD; PADV2 takes a value): their output holds
+# spikes when everything they read does.
+_MOVES = ("RESHAPE", "PAD", "CONCATENATION", "STRIDED_SLICE", "SLICE")
+
+
+def spike_fed_ops(model_content):
+    """The weighted ops (convolutions, dense layers) whose data input holds spikes only.
+
+    Found in the graph itself: the input is a spike op's output, or comes from spikes through
+    ops that only move values (reshapes, zero padding, slices, concatenations of spikes).
+
+    Returns:
+        A set of `(subgraph index, op index)`.
+    """
+    model, ops, spikes = _spike_ops(model_content)
+    keys = _op_keys(model)
+    producers = _producers(model, ops)
+    memo = {}
+
+    def holds_spikes(g, tensor):
+        if (g, tensor) in memo:
+            return memo[(g, tensor)]
+        position = producers.get((g, tensor))
+        result = False
+        if position is not None:
+            name, op, subgraph = ops[position]
+            if keys[position] in spikes:
+                result = True
+            elif name in _MOVES:
+                # The data operands; a slice's bounds and a pad's widths are stored constants.
+                inputs = [op.Inputs(i) for i in range(op.InputsLength())]
+                data = [t for t in inputs if not _stored(model, subgraph, t)]
+                result = bool(data) and all(holds_spikes(g, t) for t in data)
+        memo[(g, tensor)] = result
+        return result
+
+    return {
+        key
+        for key, (name, op, _) in zip(keys, ops)
+        if name in _WEIGHTED_OPS and op.InputsLength() >= 2 and holds_spikes(key[0], op.Inputs(0))
+    }
+
+
+def spike_tensors(model_content):
+    """The spike tensors of an exported DTA-SNN and whether int8 holds 0 and 1 exactly.
+
+    In an int8 model a spike tensor must represent both 0 and 1 exactly (0 is the zero point;
+    1 needs `1 / scale + zero_point` to be an integer code), or every spike the next
+    convolution sees is off.
+
+    Returns:
+        A list of dicts with `name`, `scale` and `zero_point` (None for float tensors) and
+        `exact` (whether 0 and 1 are both representable).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model, ops, spikes = _spike_ops(model_content)
+    found = []
+    for key, (_, op, subgraph) in zip(_op_keys(model), ops):
+        if key not in spikes:
             continue
         tensor = subgraph.Tensors(op.Outputs(0))
         quant = tensor.Quantization()

@@ -12,6 +12,7 @@ it for inference only (it has no BatchNorm to train).
 import keras
 import numpy as np
 
+from keras_dta.export.graph import layer_graph
 from keras_dta.export.grid import effective_kernel, inner_layer
 
 
@@ -30,30 +31,6 @@ class FoldedBatchNorm(keras.layers.Layer):
         return input_shape
 
 
-def _inputs_and_outputs(model):
-    """`{layer name: (input tensors, output tensors)}` through the public `layer.input` and
-    `layer.output`.
-
-    Those describe a layer's first call only, so a layer called more than once leaves tensors
-    that no layer is known to produce: then the graph cannot be folded, and this says so.
-    """
-    graph = {}
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.InputLayer):
-            graph[layer.name] = (keras.tree.flatten(layer.input), keras.tree.flatten(layer.output))
-    known = {id(t) for t in keras.tree.flatten(model.inputs)}
-    known |= {id(t) for _, outputs in graph.values() for t in outputs}
-    readers = [(name, t) for name, (inputs, _) in graph.items() for t in inputs]
-    readers += [("the model's outputs", t) for t in keras.tree.flatten(model.outputs)]
-    for name, tensor in readers:
-        if id(tensor) not in known:
-            raise ValueError(
-                "`fold_batchnorm` needs every layer called once in the model (a layer called "
-                f"twice computes a tensor that {name} reads). Received: model={model.name!r}"
-            )
-    return graph
-
-
 def _conv_of(layer):
     """The `Conv2D` of a layer (itself, or the one a `TimeFold` wraps), or None."""
     inner = inner_layer(layer)
@@ -68,7 +45,7 @@ def foldable_pairs(model):
     A BatchNorm folds when it normalizes the last axis and its input is the output of a 2D
     convolution (or a `TimeFold` of one) that nothing else reads.
     """
-    graph = _inputs_and_outputs(model)
+    graph = layer_graph(model, "fold_batchnorm")
     producers = {id(t): name for name, (_, outputs) in graph.items() for t in outputs}
     readers = {}
     for tensor in [t for inputs, _ in graph.values() for t in inputs] + keras.tree.flatten(model.outputs):

@@ -12,15 +12,21 @@ from keras_dta.export._common import SERVING_ENDPOINT, as_model, input_spec
 logger = logging.getLogger(__name__)
 
 
-def write_saved_model(model, path, batch_size):
-    """Writes the inference graph of `model` to `path` (not atomic: see `export_saved_model`)."""
+def write_saved_model(model, path, batch_size, stepwise=False):
+    """Writes the inference graph of `model` to `path` (not atomic: see `export_saved_model`).
+
+    With `stepwise`, the graph is traced by `keras_dta.export.stepwise.stepwise_call` (the
+    same values, computed one time step at a time).
+    """
     import keras
+
+    from keras_dta.export.stepwise import stepwise_call
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         SERVING_ENDPOINT,
-        lambda inputs: model(inputs, training=False),
+        (lambda inputs: stepwise_call(model, inputs)) if stepwise else (lambda inputs: model(inputs, training=False)),
         input_signature=[input_spec(model, batch_size)],
     )
     archive.write_out(path, verbose=False)

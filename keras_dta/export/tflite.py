@@ -22,7 +22,6 @@ the model with the LiteRT interpreter at batch 1.
 import contextlib
 import logging
 import os
-import re
 import tempfile
 
 from keras_dta import files, surrogates
@@ -95,7 +94,8 @@ def convert_to_tflite(
         small = quantize in ("int8", "float16")
         stages = surrogates.small_spike_stages() if small else contextlib.nullcontext()
         with stages:
-            write_saved_model(model, saved, batch_size)
+            # Dynamic-range graphs step by step (`stepwise`): faster there, slower in float32.
+            write_saved_model(model, saved, batch_size, stepwise=quantize == "dynamic")
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[SERVING_ENDPOINT])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
@@ -129,48 +129,32 @@ def convert_to_tflite(
 
 
 def _int8_only_where_fed_by_spikes(model, content, float_content):
-    """The dynamic-range model with int8 weights only in the spike-fed layers.
+    """The dynamic-range model with int8 weights only in the ops fed by spikes.
 
     On spikes (0 and 1) XNNPACK's int8 product is exact up to the weights' rounding
     (`keras_dta.export.grid`); on real values it also quantizes the input on the fly. Every
     other weighted op (the stem, the membrane shortcuts, DTA, the classifier, and the
     depthwise convolutions XNNPACK has no dynamic-range kernel for) gets its float32 weights
-    back from the float conversion of the same SavedModel.
+    back from the float conversion of the same SavedModel. The ops fed by spikes are found in
+    the converted graph (`flatbuffer.spike_fed_ops`).
     """
-    try:
-        spike_fed = set(grid.spike_fed_layers(model))
-    except ValueError as error:
-        logger.warning("Spike-fed layers not found (%s); every weighted op keeps int8 weights but depthwise", error)
-        spike_fed = None
-
-    def keep_float(op, tensor_name):
-        if spike_fed is None:
-            return op == "DEPTHWISE_CONV_2D"
-        return op == "DEPTHWISE_CONV_2D" or not _names_a_layer(tensor_name, spike_fed)
-
-    content, restored = flatbuffer.restore_float_weights(content, float_content, keep_float)
+    keep = flatbuffer.spike_fed_ops(content)
+    content, restored = flatbuffer.restore_float_weights(content, float_content, keep)
     logger.info("Weights kept in float32 (not fed by spikes): %s", restored)
-    if spike_fed:
-        off = grid.off_grid_layers(model)
-        if not off:
-            logger.info(
-                "All %d spike-fed layers are on the int8 grid: their int8 products are exact", len(spike_fed)
-            )
-        else:
-            logger.warning(
-                "%d of %d spike-fed layers have weights off the int8 grid; the export rounds them, "
-                "which changes some answers. `keras_dta.export.snap_to_int8_grid` (CLI: "
-                "--snap_to_int8_grid) puts them on it first: %s", len(off), len(spike_fed), off,
-            )
+    try:
+        spike_fed = grid.spike_fed_layers(model)
+    except ValueError:
+        return content
+    off = grid.off_grid_layers(model)
+    if not off:
+        logger.info("All %d spike-fed layers are on the int8 grid: their int8 products are exact", len(spike_fed))
+    else:
+        logger.warning(
+            "%d of %d spike-fed layers have weights off the int8 grid; the export rounds them, "
+            "which changes some answers. `keras_dta.export.snap_to_int8_grid` (CLI: "
+            "--snap_to_int8_grid) puts them on it first: %s", len(off), len(spike_fed), off,
+        )
     return content
-
-
-def _names_a_layer(tensor_name, layer_names):
-    """Whether a TFLite tensor name (`model/<layer>_1/.../op`) lies under one of the layers."""
-    for part in tensor_name.split("/"):
-        if part in layer_names or re.sub(r"_\d+$", "", part) in layer_names:
-            return True
-    return False
 
 
 def export_tflite(

@@ -115,6 +115,22 @@ class LIF(keras.layers.Layer):
         s = surrogates.spike(u - self.v_threshold, self.alpha, gains)  # eq. 2, 4
         return (1.0 - s) * u, s  # eq. 3, hard reset
 
+    def unrolled(self, u, currents):
+        """Runs the neuron over a list of per-step input currents (inference).
+
+        Args:
+            u: tensor, the membrane potential before the first step, shaped like a current.
+            currents: list of tensors, one per time step, all of one shape.
+
+        Returns:
+            `(u, spikes)`: the membrane potential after the last step and the list of spikes.
+        """
+        spikes = []
+        for x in currents:
+            u, s = self._step(u, x)
+            spikes.append(s)
+        return u, spikes
+
     def call(self, inputs, training=None):
         if self.stateful:
             u = ops.cast(self.membrane, inputs.dtype)
@@ -137,11 +153,7 @@ class LIF(keras.layers.Layer):
         else:
             # Inference, unrolled on (batch, 1, ...) steps: XNNPACK runs keep-dims slices and
             # concatenations, not the UNPACK and PACK of unstack and stack.
-            u = ops.expand_dims(u, 1)
-            steps = []
-            for t in range(inputs.shape[1]):
-                u, s = self._step(u, inputs[:, t : t + 1])
-                steps.append(s)
+            u, steps = self.unrolled(ops.expand_dims(u, 1), [inputs[:, t : t + 1] for t in range(inputs.shape[1])])
             spikes = concat_time(steps)
             u = ops.squeeze(u, 1)
         if self.stateful:
