@@ -62,9 +62,10 @@ Experiments, with their figures (this 2-core machine):
   joins its spikes again for the next convolution (113 slices, 38 concatenations).
 - The dynamic-range graph evaluated step by step (`keras_dta.export.stepwise`: the spikes of
   step t go straight into the convolution of step t, which runs once per step on one shared
-  weight tensor; 21 slices and 6 concatenations left): 44.5 against 46.6 ms in one
-  interleaved run beside the authors' model (0.31 against 0.33 of its 143.1 ms in that run,
-  a slow spell of the machine), 38.8 against 40.0 ms in another. Kept for dynamic. In float32
+  weight tensor; 21 slices and 6 concatenations left): 40.7 against 43.1 ms in an
+  interleaved run beside the authors' model (0.32 against 0.34 of its 126.3 ms; README),
+  44.5 against 46.6 ms in another (beside 143.1 ms, a slow spell of the machine), 38.8
+  against 40.0 ms in a third (int8 weights everywhere). Kept for dynamic. In float32
   it is slower (159.6 against 153.3 ms: XNNPACK's float32 convolutions lose more on a batch
   of one than the copies cost), so float32 keeps time folded into the batch.
 - The LIF's spike gain folded into its input (`x G` once per layer, then
