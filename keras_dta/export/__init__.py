@@ -12,6 +12,7 @@ Modules, one job each:
 - `inputs`: the calibration and held-out data of an export.
 - `spikes`: per-LIF-layer spike agreement of an export with the Keras model.
 - `fold`: BatchNorm folded into the convolutions, the faster TensorFlow inference graph.
+- `frozen`: the fastest TensorFlow inference graph (BatchNorm folded, weights as constants).
 - `stepwise`: the inference graph evaluated one time step at a time (the dynamic-range
   TFLite graph: no slicing and joining of spikes between a LIF and its convolution).
 - `graph`: a functional model's wiring, layer by layer (for `fold` and `stepwise`).
@@ -37,6 +38,7 @@ from keras_dta.export._common import (
 )
 from keras_dta.export.flatbuffer import check_builtin_ops, float_ops, list_ops
 from keras_dta.export.fold import fold_batchnorm, foldable_pairs
+from keras_dta.export.frozen import inference_function
 from keras_dta.export.grid import int8_grid, off_grid_layers, snap_to_int8_grid, spike_fed_layers
 from keras_dta.export.inputs import prepare_export_data
 from keras_dta.export.litert import benchmark_tflite, delegate_summary, make_interpreter, tflite_predict
@@ -72,6 +74,7 @@ __all__ = [
     "foldable_pairs",
     "format_report",
     "format_spike_agreement",
+    "inference_function",
     "int8_grid",
     "list_ops",
     "load_dataset_arrays",
