@@ -10,10 +10,12 @@ Modes:
   the convolutions (the same logits up to rounding; 1-6% faster here).
 - `graph_frozen`: `keras_dta.export.inference_function(model)`, BatchNorm folded and the
   weights frozen into constants of the graph (oneDNN then prepares each kernel once).
-- `tflite_fp32`, `tflite_dynamic`, `tflite_int8`: converted with
-  `keras_dta.export.convert_to_tflite` at a static batch size (float32; dynamic-range: int8
+- `tflite_fp32`, `tflite_fp32_winograd`, `tflite_dynamic`, `tflite_int8`: converted with
+  `keras_dta.export.convert_to_tflite` at a static batch size (float32, its 3x3 convolutions
+  direct or as Winograd F(2x2, 3x3) (`winograd=True`); dynamic-range: int8
   weights in the convolutions fed by spikes, which XNNPACK runs as int8 matrix products on
-  the spikes, float32 elsewhere, the graph evaluated step by step; full integer with float input and output, calibrated on
+  the spikes, float32 elsewhere, the graph evaluated step by step; full integer with float
+  input and output, calibrated on
   `--calibration_steps` random images) and run with `keras_dta.export.make_interpreter` (LiteRT, XNNPACK,
   `--num_threads` threads). Each row also gives the XNNPACK partitions and the ops left
   outside the delegate (`keras_dta.export.delegate_summary`).
@@ -113,7 +115,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 KERAS_MODES = ("eager", "predict", "graph", "graph_folded", "graph_frozen", "xla")
-TFLITE_MODES = {"tflite_fp32": "none", "tflite_dynamic": "dynamic", "tflite_int8": "int8"}
+TFLITE_MODES = {
+    "tflite_fp32": "none", "tflite_fp32_winograd": "none", "tflite_dynamic": "dynamic", "tflite_int8": "int8",
+}
 
 # REFERENCE.md, "Performance anchors": measured side by side on one 2-core machine whose
 # float32 convolution peak was 408 GFLOP/s (T = 6, batch 1, 32x32, 100 classes, 2 threads).
@@ -206,7 +210,8 @@ def _build_runners(args, model, backend, rng):
                 start = time.perf_counter()
                 flatbuffer = export.convert_to_tflite(
                     model, quantize=TFLITE_MODES[mode], calibration_data=calibration,
-                    num_calibration=args.calibration_steps, batch_size=batch_size)
+                    num_calibration=args.calibration_steps, batch_size=batch_size,
+                    winograd=mode.endswith("_winograd"))
                 row["convert_s"] = time.perf_counter() - start
                 if args.tflite_dir:
                     name = f"ms_resnet18_{args.attn}_T{args.T}_{mode}_b{batch_size}.tflite"

@@ -87,7 +87,9 @@ def test_spike_fed_ops_follow_spikes_through_padding_and_concatenation_only():
     model = keras.Model(inputs, keras.layers.Concatenate()(pooled))
     for content in (export.convert_to_tflite(model), export.convert_to_tflite(model, quantize="dynamic")):
         ops = list(flatbuffer.iter_ops(content))
-        widths = {(0, o): int(sub.Tensors(op.Inputs(1)).Shape(0)) for o, (name, op, sub) in enumerate(ops) if name == "CONV_2D"}
+        widths = {
+            (0, o): int(sub.Tensors(op.Inputs(1)).Shape(0)) for o, (name, op, sub) in enumerate(ops) if name == "CONV_2D"
+        }
         # The float32 graph folds time into the batch (one op per layer); the dynamic-range
         # one runs each step (two per layer, the stem's once: the image is the same).
         assert sorted(widths.values()) in ([5, 6, 7, 8], [5, 5, 6, 6, 7, 7, 8])

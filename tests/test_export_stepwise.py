@@ -74,7 +74,6 @@ def test_dynamic_export_runs_the_convolutions_step_by_step_and_float32_folds_tim
     # Shared weights: the file is no larger for holding T ops per layer.
     from ai_edge_litert import schema_py_generated as schema
 
-    tfl = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(dynamic_content, 0))
-    conv_weights = [op.inputs[1] for op in tfl.subgraphs[0].operators if flatbuffer.builtin_names()[
-        max(tfl.operatorCodes[op.opcodeIndex].builtinCode, tfl.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)] == "CONV_2D"]
-    assert len(set(conv_weights)) == convs + dta_convs
+    tfl = schema.Model.GetRootAsModel(dynamic_content, 0)
+    conv_weights = {op.Inputs(1) for name, op, _ in flatbuffer.iter_ops(dynamic_content) if name == "CONV_2D"}
+    assert tfl.SubgraphsLength() == 1 and len(conv_weights) == convs + dta_convs

@@ -52,6 +52,9 @@ flags.DEFINE_bool(
     "snap_to_int8_grid", False, "With --quantize dynamic or int8: export a copy of the model whose spike-fed "
     "weights lie on the int8 grid (exact in the dynamic-range model), compare with that copy, report how it "
     "compares with the model given, and save it as <output stem>.int8_grid.keras.")
+flags.DEFINE_bool(
+    "winograd", False, "With --quantize none: 3x3 convolutions as Winograd F(2x2, 3x3) (faster in XNNPACK; "
+    "another float rounding, compared with the Keras model like any export).")
 flags.DEFINE_string("samples", None, "A .npy array of model inputs: calibration and held-out data.")
 flags.DEFINE_string("labels", None, "A .npy array of class ids (or one-hot) for --samples.")
 flags.DEFINE_string("dataset", None, "A registered dataset: calibrate on train, compare on test.")
@@ -109,6 +112,7 @@ def _export_tflite(model):
         warmup_runs=FLAGS.warmup,
         spike_report=FLAGS.spike_report,
         snap_to_int8_grid=FLAGS.snap_to_int8_grid,
+        winograd=FLAGS.winograd,
     )
     report["held_out"] = data["source"]
     return report

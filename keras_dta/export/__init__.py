@@ -15,6 +15,7 @@ Modules, one job each:
 - `frozen`: the fastest TensorFlow inference graph (BatchNorm folded, weights as constants).
 - `stepwise`: the inference graph evaluated one time step at a time (the dynamic-range
   TFLite graph: no slicing and joining of spikes between a LIF and its convolution).
+- `winograd`: 3x3 convolutions as Winograd F(2x2, 3x3), the faster float32 TFLite graph.
 - `graph`: a functional model's wiring, layer by layer (for `fold` and `stepwise`).
 - `grid`: the spike-fed layers, and rounding their weights onto the int8 grid, which makes
   the dynamic-range export compute what the float model computes.
@@ -52,6 +53,7 @@ from keras_dta.export.parity import (
 )
 from keras_dta.export.saved_model import export_saved_model
 from keras_dta.export.stepwise import stepwise_call
+from keras_dta.export.winograd import winograd_convolutions
 from keras_dta.export.tflite import convert_to_tflite, export_tflite
 
 __all__ = [
@@ -86,4 +88,5 @@ __all__ = [
     "spike_fed_layers",
     "stepwise_call",
     "tflite_predict",
+    "winograd_convolutions",
 ]

@@ -85,7 +85,7 @@ def fold_batchnorm(model):
 
     def clone(layer):
         if layer.name in pairs:
-            return FoldedBatchNorm(name=layer.name, dtype=layer.dtype_policy)
+            return FoldedBatchNorm(name=layer.name, dtype=layer.dtype_policy.name)
         if layer.name in convs:
             config = _conv_of(layer).get_config()
             config["use_bias"] = True

@@ -34,6 +34,7 @@ from keras_dta.export._common import (
     require_tensorflow_backend,
 )
 from keras_dta.export.saved_model import write_saved_model
+from keras_dta.export.winograd import winograd_convolutions
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def convert_to_tflite(
     num_calibration=100,
     int8_io=False,
     batch_size=1,
+    winograd=False,
 ):
     """Converts a Keras model to a TFLite flatbuffer with builtin ops only.
 
@@ -60,6 +62,8 @@ def convert_to_tflite(
         num_calibration: int, how many examples of `calibration_data` to calibrate on.
         int8_io: bool, for `"int8"`: int8 input and output tensors instead of float32.
         batch_size: int, the static batch size of the converted model (1 on devices).
+        winograd: bool, for `"none"`: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3)
+            (`keras_dta.export.winograd`; faster in XNNPACK, another float rounding).
 
     Returns:
         The model as bytes.
@@ -70,6 +74,10 @@ def convert_to_tflite(
     check_quantize(quantize)
     if int8_io and quantize != "int8":
         raise ValueError(f"`int8_io` needs quantize='int8'. Received: quantize={quantize!r}, int8_io=True")
+    if winograd and quantize != "none":
+        raise ValueError(
+            f"`winograd` is for float32 exports (quantize='none'). Received: quantize={quantize!r}, winograd=True"
+        )
     if not isinstance(num_calibration, int) or num_calibration < 1:
         raise ValueError(f"`num_calibration` must be a positive integer. Received: num_calibration={num_calibration}")
     if quantize == "int8":
@@ -85,6 +93,9 @@ def convert_to_tflite(
                 f"Received: {len(calibration_data)} calibration examples"
             )
 
+    if winograd:
+        model, names = winograd_convolutions(model)
+        logger.info("Winograd F(2x2, 3x3) in %d convolutions: %s", len(names), names)
     with tempfile.TemporaryDirectory(prefix="keras_dta_export_") as tmp:
         # Through a SavedModel: the converter then freezes the variables into constants
         # (a concrete function of the live model would keep resource variables).
@@ -174,6 +185,7 @@ def export_tflite(
     warmup_runs=10,
     spike_report=True,
     snap_to_int8_grid=False,
+    winograd=False,
 ):
     """Converts, checks, writes and times a TFLite model of a Keras DTA-SNN.
 
@@ -211,6 +223,8 @@ def export_tflite(
             (`snap`: the snapped layers, their top-1 agreement and both accuracies), and save
             the copy next to `output` as `<output stem>.int8_grid.keras`: the float model the
             TFLite file matches.
+        winograd: bool, for "none": 3x3 convolutions as Winograd F(2x2, 3x3) (see
+            `convert_to_tflite`); compared with the Keras model like any export.
 
     Returns:
         A report dict: `mode`, `output`, `size_bytes`, `ops` (counts), `float_ops` (counts,
@@ -246,6 +260,7 @@ def export_tflite(
         calibration_data=calibration_data,
         num_calibration=num_calibration,
         int8_io=int8_io,
+        winograd=winograd,
     )
     report = {
         "mode": quantize + ("+int8_io" if int8_io else ""),
@@ -281,7 +296,7 @@ def export_tflite(
     report["spike_agreement"] = None
     if spike_report:
         report["spike_agreement"] = _spike_agreement(
-            model, quantize, calibration_data, num_calibration, eval_data, threads
+            model, quantize, calibration_data, num_calibration, eval_data, threads, winograd
         )
 
     if original is not None:
@@ -331,10 +346,11 @@ def _compare_snapped(original, snapped_layers, snapped_logits, eval_data, eval_l
     }
 
 
-def _spike_agreement(model, quantize, calibration_data, num_calibration, eval_data, threads):
+def _spike_agreement(model, quantize, calibration_data, num_calibration, eval_data, threads, winograd):
     probe, names = spikes.lif_probe(model)
     content = convert_to_tflite(
-        probe, quantize=quantize, calibration_data=calibration_data, num_calibration=num_calibration
+        probe, quantize=quantize, calibration_data=calibration_data, num_calibration=num_calibration,
+        winograd=winograd,
     )
     agreement = spikes.spike_agreement(probe, content, eval_data, names, threads=threads)
     logger.info(
