@@ -26,8 +26,9 @@ def _convs(**kwargs):
 def test_winograd_convolution_computes_the_convolution():
     model = _convs()
     x = np.random.default_rng(0).normal(size=(3, 8, 6, 5)).astype("float32")
-    fast, names = export.winograd_convolutions(model)
+    fast, names = export.winograd_convolutions(model, min_channels=5)
     assert names == ["fast"]
+    assert export.winograd_convolutions(model, min_channels=8)[1] == []  # 7 filters: too narrow
     assert isinstance(fast.get_layer("fast"), export.winograd.WinogradConv2D)
     assert type(model.get_layer("fast")) is keras.layers.Conv2D  # the model given is unchanged
     for expected, actual in zip(model.predict(x, verbose=0), fast.predict(x, verbose=0)):
@@ -37,24 +38,24 @@ def test_winograd_convolution_computes_the_convolution():
     kernel = np.zeros(conv.kernel.shape, "float32")
     kernel[2, 0] = 1.0
     conv.set_weights([kernel, np.arange(7, dtype="float32")])
-    fast, _ = export.winograd_convolutions(model)
+    fast, _ = export.winograd_convolutions(model, min_channels=5)
     # (A few float32 ulps of outputs up to ~8: the transforms add and subtract.)
     np.testing.assert_allclose(fast.predict(x, verbose=0)[0], model.predict(x, verbose=0)[0], atol=1e-5, rtol=0)
 
 
 def test_winograd_float32_export_of_an_ms_resnet():
+    """Wide enough (128 channels) for the default `min_channels`, small enough (8x8) to be quick."""
     keras.utils.set_random_seed(0)
     model = models.ms_resnet18(
-        T=2, num_classes=10, input_shape=(16, 16, 3), stem_filters=8, stage_filters=(8, 16, 16), stage_blocks=(1, 1, 1)
+        T=2, num_classes=10, input_shape=(8, 8, 3), stem_filters=8, stage_filters=(128, 128, 128), stage_blocks=(1, 1, 1)
     )
-    x = np.random.default_rng(0).uniform(0.0, 3.0, (8, 16, 16, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(0.0, 3.0, (8, 8, 8, 3)).astype("float32")
     for _ in range(3):
         model(x, training=True)  # BatchNorm statistics away from (0, 1): folded first
     _, names = export.winograd_convolutions(model)
-    # Stride 1 and 3x3: the stem and the block convolutions but the two strided ones.
-    assert names == sorted(
-        ["stem_conv", "stage1_block1_conv1", "stage1_block1_conv2", "stage2_block1_conv2", "stage3_block1_conv2"]
-    )
+    # 3x3, stride 1, 128 channels in and out: not the stem (3 -> 8), the first convolution
+    # (8 -> 128) or the strided ones.
+    assert names == ["stage1_block1_conv2", "stage2_block1_conv2", "stage3_block1_conv2"]
     direct = export.convert_to_tflite(model)
     content = export.convert_to_tflite(model, winograd=True)
     ops, direct_ops = flatbuffer.check_builtin_ops(content), flatbuffer.list_ops(direct)
@@ -74,7 +75,9 @@ def test_winograd_inside_timefold():
     inputs = keras.Input((4, 4, 3), name="images")
     y = TimeFold(keras.layers.Conv2D(5, 3, padding="same"), name="folded")(RepeatTime(2)(inputs))
     model = keras.Model(inputs, y)
-    fast, names = export.winograd_convolutions(model)
+    fast, names = export.winograd_convolutions(model, min_channels=3)
     assert names == ["folded"] and isinstance(fast.get_layer("folded").layer, export.winograd.WinogradConv2D)
     x = np.random.default_rng(1).normal(size=(2, 4, 4, 3)).astype("float32")
     np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="min_channels"):
+        export.winograd_convolutions(model, min_channels=0)

@@ -8,9 +8,11 @@ the channels are sixteen matrix products, 2.25x fewer multiplications than the c
 
 Written in TFLite builtin ops that XNNPACK runs (pads, slices, additions, sixteen
 FULLY_CONNECTED, a DEPTH_TO_SPACE), the matrix products run as XNNPACK's dense GEMM, which on
-this project's CPU is also much faster than its float32 convolution: MS-ResNet-18's 3x3
-convolutions took 1.65x (32x32x128) to 2.9x (8x8x512) less time (`benchmarks/inference.py`
-has the figures). The values are those of the convolution up to float rounding (about 1e-6
+this project's CPU is also much faster than its float32 convolution on wide layers:
+MS-ResNet-18's 3x3 convolutions took 1.65x (32x32x128) to 2.9x (8x8x512) less time. On
+narrow ones the transforms, which move memory, cost more than the products save (64
+channels: even; 32: 1.7x slower), so only convolutions with at least `min_channels` (128)
+input and output channels are changed (`benchmarks/inference.py` has the figures). The values are those of the convolution up to float rounding (about 1e-6
 relative), which is another rounding than the direct convolution's: a spiking network may
 flip a spike whose membrane lies that close to the threshold. So it is an option of the
 float32 export (`convert_to_tflite(winograd=True)`, CLI `--winograd`), compared with the
@@ -33,12 +35,17 @@ def winograd_kernel(kernel):
     return np.einsum("ai,ijck,bj->abck", _G, np.asarray(kernel, np.float64), _G).astype(np.float32)
 
 
-def _eligible(conv, input_shape):
+# Below this many input or output channels Winograd was slower here (module docstring).
+MIN_CHANNELS = 128
+
+
+def _eligible(conv, input_shape, min_channels):
     """Whether a `Conv2D` is 3x3, stride 1, 'same', undilated, ungrouped and linear, on
-    channels-last inputs of even height and width."""
+    channels-last inputs of even height and width, at least `min_channels` wide."""
     layer = conv
     return (
-        tuple(layer.kernel_size) == (3, 3)
+        min(input_shape[-1], layer.filters) >= min_channels
+        and tuple(layer.kernel_size) == (3, 3)
         and tuple(layer.strides) == (1, 1)
         and tuple(layer.dilation_rate) == (1, 1)
         and layer.padding == "same"
@@ -136,31 +143,35 @@ def _input_tiles(inputs):
     return tiles
 
 
-def winograd_convolutions(model):
+def winograd_convolutions(model, min_channels=MIN_CHANNELS):
     """A copy of `model` whose eligible 3x3 convolutions compute by Winograd F(2x2, 3x3).
 
     BatchNorm is folded into the convolutions first (`fold_batchnorm`). Eligible: a float
     `Conv2D` (or the one a `TimeFold` wraps) of kernel 3x3, stride 1, 'same' padding, no
-    dilation, groups or activation, on inputs of even height and width. For inference on the
-    TensorFlow backend (the TFLite export); the model given is not changed.
+    dilation, groups or activation, on inputs of even height and width, with at least
+    `min_channels` input and output channels. For inference on the TensorFlow backend (the
+    TFLite export); the model given is not changed.
 
     Args:
         model: a functional `keras.Model`.
+        min_channels: positive int, the narrowest convolution to change.
 
     Returns:
         `(model, names)`: the new functional `keras.Model`, and the names of the layers that
         compute by Winograd.
     """
     from keras_dta.export.grid import inner_layer
+    from keras_dta._checks import check_int
     from keras_dta.layers import TimeFold
 
+    check_int("min_channels", min_channels)
     if foldable_pairs(model):
         model = fold_batchnorm(model)
     chosen = {}
     for layer in model.layers:
         conv = inner_layer(layer)
         wrapped = conv is layer or isinstance(layer, TimeFold)
-        if wrapped and type(conv) is keras.layers.Conv2D and _eligible(conv, tuple(layer.input.shape)):
+        if wrapped and type(conv) is keras.layers.Conv2D and _eligible(conv, tuple(layer.input.shape), min_channels):
             chosen[layer.name] = conv
 
     def clone(layer):
