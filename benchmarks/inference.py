@@ -83,6 +83,17 @@ Experiments, with their figures (this 2-core machine):
 - BatchNorm folded into the convolutions for the TensorFlow graph (`graph_folded`): 1-6%
   faster than `graph` (120.4 against 124.8 ms in the run below, 124.0 against 125.5 ms in an
   interleaved run beside the authors' 121.9 ms).
+- Float32 3x3 convolutions as Winograd F(2x2, 3x3) (`tflite_fp32_winograd`,
+  `keras_dta.export.winograd`): XNNPACK runs its sixteen matrix products as dense GEMMs,
+  much faster than its float32 convolution here. One convolution, direct against Winograd
+  (ms, batch 6, 2 threads): 32x32x16 0.19 / 0.71, 32x32x32 0.53 / 0.91, 32x32x64 2.17 / 2.28,
+  16x16x64 0.57 / 0.62, 16x16x128 2.21 / 1.31, 32x32x128 8.70 / 5.27, 16x16x256 8.61 / 3.74,
+  8x8x256 2.61 / 1.13, 8x8x512 10.08 / 3.50: it pays from 128 channels (`min_channels`). The
+  whole model: 94.0 against 151.2 ms; beside the authors' model 93.7 against their 122.3 ms
+  (0.77; README). Kept as the float32 export's `winograd=True` option (not the default: its
+  rounding differs more from TensorFlow's than the direct convolution's; README, Export).
+  Under `tf.function` (oneDNN) it did not pay (194 against 201 ms, measured while the machine
+  was busy).
 - The TensorFlow graph with its weights frozen into constants (`graph_frozen`,
   `keras_dta.export.inference_function`): 118.7 ms against 127.5 ms for `graph`, and 113.5 ms
   with BatchNorm folded as well (121.7 ms folded alone; interleaved, in one process); beside
@@ -102,7 +113,8 @@ Experiments, with their figures (this 2-core machine):
 Usage:
 
     python benchmarks/inference.py --T 6 --batch_sizes 1 --num_threads 2 \
-        --modes graph,graph_frozen,tflite_fp32,tflite_dynamic,tflite_int8 --rounds 3 --runs 5
+        --modes graph,graph_frozen,tflite_fp32,tflite_fp32_winograd,tflite_dynamic,tflite_int8 \
+        --rounds 3 --runs 5
 """
 
 import argparse
