@@ -423,6 +423,23 @@ def test_cli_snaps_to_the_int8_grid(model, data, tmp_path):
     assert bad.returncode != 0 and "snap_to_int8_grid" in bad.stderr and "'none'" in bad.stderr
 
 
+def test_cli_winograd_flag(model, data, tmp_path):
+    x_train, y_train, _, _ = data
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    np.save(tmp_path / "x.npy", x_train[:24])
+    output = tmp_path / "f.tflite"
+    result = _run_cli(f"--model={model_path}", f"--output={output}", "--runs=0", "--nospike_report",
+                      f"--samples={tmp_path / 'x.npy'}", "--winograd")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The test model is narrower than `min_channels`: the flag reaches the export, which says
+    # that no convolution qualifies.
+    assert "Winograd F(2x2, 3x3) in 0 convolutions" in result.stdout + result.stderr
+    bad = _run_cli(f"--model={model_path}", f"--output={output}", "--quantize=dynamic", "--winograd",
+                   f"--samples={tmp_path / 'x.npy'}")
+    assert bad.returncode != 0 and "`winograd` is for float32 exports" in bad.stderr
+
+
 def test_an_off_grid_dynamic_export_names_the_layers_it_rounds(caplog):
     from keras_dta.layers import MeanOverTime, RepeatTime, TimeFold
 
