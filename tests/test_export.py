@@ -380,12 +380,18 @@ def _run_cli(*args):
     )
 
 
-def test_cli(model, data, tmp_path):
+def _cli_files(model, data, tmp_path):
+    """The model saved, and 24 training samples and labels as `.npy`, for the CLI: their paths."""
     x_train, y_train, _, _ = data
     model_path = tmp_path / "model.keras"
     model.save(model_path)
     np.save(tmp_path / "x.npy", x_train[:24])
     np.save(tmp_path / "y.npy", y_train[:24])
+    return model_path, tmp_path / "x.npy", tmp_path / "y.npy"
+
+
+def test_cli(model, data, tmp_path):
+    model_path, _, _ = _cli_files(model, data, tmp_path)
     output = tmp_path / "model.tflite"
     result = _run_cli(
         f"--model={model_path}",
@@ -406,11 +412,7 @@ def test_cli(model, data, tmp_path):
 
 
 def test_cli_snaps_to_the_int8_grid(model, data, tmp_path):
-    x_train, y_train, _, _ = data
-    model_path = tmp_path / "model.keras"
-    model.save(model_path)
-    np.save(tmp_path / "x.npy", x_train[:24])
-    np.save(tmp_path / "y.npy", y_train[:24])
+    model_path, _, _ = _cli_files(model, data, tmp_path)
     output = tmp_path / "dyn.tflite"
     result = _run_cli(f"--model={model_path}", f"--output={output}", "--quantize=dynamic", "--runs=0",
                       "--nospike_report", f"--samples={tmp_path / 'x.npy'}", f"--labels={tmp_path / 'y.npy'}",
@@ -424,10 +426,7 @@ def test_cli_snaps_to_the_int8_grid(model, data, tmp_path):
 
 
 def test_cli_winograd_flag(model, data, tmp_path):
-    x_train, y_train, _, _ = data
-    model_path = tmp_path / "model.keras"
-    model.save(model_path)
-    np.save(tmp_path / "x.npy", x_train[:24])
+    model_path, _, _ = _cli_files(model, data, tmp_path)
     output = tmp_path / "f.tflite"
     result = _run_cli(f"--model={model_path}", f"--output={output}", "--runs=0", "--nospike_report",
                       f"--samples={tmp_path / 'x.npy'}", "--winograd")

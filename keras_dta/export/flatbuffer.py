@@ -212,8 +212,8 @@ def _fused_activation(op):
 
 
 def _spike_ops(model_content):
-    """`(model, ops, spikes)`: the schema model, `[(name, op, subgraph)]`, and the set of
-    `(subgraph index, op index)` of the ops whose output is a spike.
+    """`(model, ops, keys, producers, spikes)`: the schema model, `[(name, op, subgraph)]`,
+    their `_op_keys`, `_producers`, and the set of keys of the ops whose output is a spike.
 
     A spike (`surrogates.heaviside` with gains) ends in a `MINIMUM` with 1 (one gain stage)
     or in a `MUL` with a fused `RELU_N1_TO_1` fed by a `MUL` with a fused `RELU` (the chain of
@@ -224,9 +224,10 @@ def _spike_ops(model_content):
     act = schema.ActivationFunctionType
     model = schema.Model.GetRootAsModel(model_content, 0)
     ops = list(iter_ops(model_content))
-    producers = _producers(model, ops)
+    keys = _op_keys(model)
+    producers = _producers(keys, ops)
     spikes = set()
-    for key, (name, op, subgraph) in zip(_op_keys(model), ops):
+    for key, (name, op, subgraph) in zip(keys, ops):
         if op.InputsLength() != 2:
             continue
         constants = [_constant(model, subgraph, op.Inputs(i)) for i in range(2)]
@@ -240,7 +241,7 @@ def _spike_ops(model_content):
             continue
         if is_spike:
             spikes.add(key)
-    return model, ops, spikes
+    return model, ops, keys, producers, spikes
 
 
 def _op_keys(model):
@@ -248,10 +249,10 @@ def _op_keys(model):
     return [(g, o) for g in range(model.SubgraphsLength()) for o in range(model.Subgraphs(g).OperatorsLength())]
 
 
-def _producers(model, ops):
+def _producers(keys, ops):
     """`{(subgraph index, tensor index): position in ops}` of every computed tensor."""
     producers = {}
-    for position, ((g, _), (_, op, _)) in enumerate(zip(_op_keys(model), ops)):
+    for position, ((g, _), (_, op, _)) in enumerate(zip(keys, ops)):
         for k in range(op.OutputsLength()):
             producers[(g, op.Outputs(k))] = position
     return producers
@@ -271,9 +272,7 @@ def spike_fed_ops(model_content):
     Returns:
         A set of `(subgraph index, op index)`.
     """
-    model, ops, spikes = _spike_ops(model_content)
-    keys = _op_keys(model)
-    producers = _producers(model, ops)
+    model, ops, keys, producers, spikes = _spike_ops(model_content)
     memo = {}
 
     def holds_spikes(g, tensor):
@@ -313,9 +312,9 @@ def spike_tensors(model_content):
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    model, ops, spikes = _spike_ops(model_content)
+    _, ops, keys, _, spikes = _spike_ops(model_content)
     found = []
-    for key, (_, op, subgraph) in zip(_op_keys(model), ops):
+    for key, (_, op, subgraph) in zip(keys, ops):
         if key not in spikes:
             continue
         tensor = subgraph.Tensors(op.Outputs(0))

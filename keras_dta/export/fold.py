@@ -12,7 +12,7 @@ it for inference only (it has no BatchNorm to train).
 import keras
 import numpy as np
 
-from keras_dta.export.graph import layer_graph
+from keras_dta.export.graph import layer_graph, replace_layers
 from keras_dta.export.grid import effective_kernel, inner_layer
 
 
@@ -76,28 +76,21 @@ def fold_batchnorm(model):
         and their convolutions given a bias. A folded `Int8GridConv2D` becomes a `Conv2D`
         holding its rounded kernel, folded. The model given is not changed.
     """
-    from keras_dta.layers import TimeFold
-
     if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
         raise ValueError(f"`fold_batchnorm` needs a functional keras.Model. Received: model={model!r}")
     pairs = foldable_pairs(model)
-    convs = set(pairs.values())
 
-    def clone(layer):
-        if layer.name in pairs:
-            return FoldedBatchNorm(name=layer.name, dtype=layer.dtype_policy.name)
-        if layer.name in convs:
-            config = _conv_of(layer).get_config()
-            config["use_bias"] = True
-            conv = keras.layers.Conv2D.from_config(config)
-            return TimeFold(conv, name=layer.name) if isinstance(layer, TimeFold) else conv
-        return layer.__class__.from_config(layer.get_config())
+    def folded_bn(layer):
+        return FoldedBatchNorm(name=layer.name, dtype=layer.dtype_policy.name)
 
-    folded = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if layer.name in pairs or layer.name in convs or not layer.weights:
-            continue
-        folded.get_layer(layer.name).set_weights(layer.get_weights())
+    def biased_conv(conv):
+        config = conv.get_config()
+        config["use_bias"] = True
+        return keras.layers.Conv2D.from_config(config)
+
+    replacements = {name: folded_bn for name in pairs}
+    replacements.update({name: biased_conv for name in pairs.values()})
+    folded = replace_layers(model, replacements)
     for bn_name, conv_name in pairs.items():
         bn, conv = model.get_layer(bn_name), model.get_layer(conv_name)
         kernel = effective_kernel(conv)

@@ -33,3 +33,33 @@ def layer_graph(model, purpose):
                 f"twice computes a tensor that {name} reads). Received: model={model.name!r}"
             )
     return graph
+
+
+def replace_layers(model, replacements):
+    """A clone of a functional model with some layers replaced.
+
+    Args:
+        model: a functional `keras.Model`.
+        replacements: `{layer name: callable(layer) -> new layer}`. For a `TimeFold` the
+            callable gets and returns the wrapped layer; the new one is wrapped again under the
+            original name.
+
+    Returns:
+        The new model. Layers not replaced carry their weights over; the replaced ones start
+        from their initializers, for the caller to set.
+    """
+    from keras_dta.layers import TimeFold
+
+    def clone(layer):
+        make = replacements.get(layer.name)
+        if make is None:
+            return layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, TimeFold):
+            return TimeFold(make(layer.layer), name=layer.name)
+        return make(layer)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.name not in replacements and layer.weights:
+            new.get_layer(layer.name).set_weights(layer.get_weights())
+    return new

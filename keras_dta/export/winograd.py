@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from keras_dta.export.fold import fold_batchnorm, foldable_pairs
+from keras_dta.export.graph import replace_layers
 
 # F(2x2, 3x3): the kernel transform G (4x3) and the output transform A^T (2x4); the input
 # transform B^T is written out in `_input_tiles`.
@@ -42,16 +43,15 @@ MIN_CHANNELS = 128
 def _eligible(conv, input_shape, min_channels):
     """Whether a `Conv2D` is 3x3, stride 1, 'same', undilated, ungrouped and linear, on
     channels-last inputs of even height and width, at least `min_channels` wide."""
-    layer = conv
     return (
-        min(input_shape[-1], layer.filters) >= min_channels
-        and tuple(layer.kernel_size) == (3, 3)
-        and tuple(layer.strides) == (1, 1)
-        and tuple(layer.dilation_rate) == (1, 1)
-        and layer.padding == "same"
-        and layer.groups == 1
-        and layer.data_format == "channels_last"
-        and layer.activation is keras.activations.linear
+        min(input_shape[-1], conv.filters) >= min_channels
+        and tuple(conv.kernel_size) == (3, 3)
+        and tuple(conv.strides) == (1, 1)
+        and tuple(conv.dilation_rate) == (1, 1)
+        and conv.padding == "same"
+        and conv.groups == 1
+        and conv.data_format == "channels_last"
+        and conv.activation is keras.activations.linear
         and input_shape[-3] is not None
         and input_shape[-2] is not None
         and input_shape[-3] % 2 == 0
@@ -160,8 +160,8 @@ def winograd_convolutions(model, min_channels=MIN_CHANNELS):
         `(model, names)`: the new functional `keras.Model`, and the names of the layers that
         compute by Winograd.
     """
-    from keras_dta.export.grid import inner_layer
     from keras_dta._checks import check_int
+    from keras_dta.export.grid import inner_layer
     from keras_dta.layers import TimeFold
 
     check_int("min_channels", min_channels)
@@ -174,18 +174,10 @@ def winograd_convolutions(model, min_channels=MIN_CHANNELS):
         if wrapped and type(conv) is keras.layers.Conv2D and _eligible(conv, tuple(layer.input.shape), min_channels):
             chosen[layer.name] = conv
 
-    def clone(layer):
-        if layer.name not in chosen:
-            return layer.__class__.from_config(layer.get_config())
-        conv = chosen[layer.name]
-        fast = WinogradConv2D(conv.filters, use_bias=conv.use_bias, dtype=conv.dtype_policy.name, name=conv.name)
-        return TimeFold(fast, name=layer.name) if isinstance(layer, TimeFold) else fast
+    def fast(conv):
+        return WinogradConv2D(conv.filters, use_bias=conv.use_bias, dtype=conv.dtype_policy.name, name=conv.name)
 
-    fast_model = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        if layer.name in chosen or not layer.weights:
-            continue
-        fast_model.get_layer(layer.name).set_weights(layer.get_weights())
+    fast_model = replace_layers(model, {name: fast for name in chosen})
     for name, conv in chosen.items():
         target = inner_layer(fast_model.get_layer(name))
         target.u.assign(winograd_kernel(conv.kernel.numpy()))
