@@ -16,7 +16,8 @@ Modules, one job each:
 - `stepwise`: the inference graph evaluated one time step at a time (the dynamic-range
   TFLite graph: no slicing and joining of spikes between a LIF and its convolution).
 - `winograd`: 3x3 convolutions as Winograd F(2x2, 3x3), the faster float32 TFLite graph.
-- `graph`: a functional model's wiring, layer by layer (for `fold` and `stepwise`).
+- `graph`: a functional model's wiring layer by layer, and a clone with layers replaced (for
+  `fold`, `stepwise` and `winograd`).
 - `grid`: the spike-fed layers, and rounding their weights onto the int8 grid, which makes
   the dynamic-range export compute what the float model computes.
 
